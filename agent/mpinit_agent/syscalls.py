@@ -1,0 +1,138 @@
+# The agent's one boundary to the kernel: every syscall, clock and console read the agent makes goes through here.
+#
+# On MicroPython this module is the only importer of the native C module `_linux` (agent/native/). On CPython
+# there is no `_linux`; a replacement implementation is plugged in with use(impl): the fake machine
+# (mpinit.testing) does that, so the whole boot runs on a laptop against a fake filesystem.
+#
+# Rules for agent code:
+#   - import this module and call through it: `from mpinit_agent import syscalls as sc; sc.mount(...)`.
+#     Never `from mpinit_agent.syscalls import mount`: use() rebinds the module's globals, and a copied name
+#     would keep pointing at the old implementation.
+#   - files are read and written with plain open()/os (MicroPython's VfsPosix; pyfakefs on CPython); what those
+#     lack (lstat, readlink, symlink, mknod, chmod, ...) is here.
+#   - every function raises OSError(errno) on failure (with the path as second argument where there is one).
+#
+# The interface (an implementation given to use() provides every name in NAMES, constants included):
+#
+#   mount(source, target, fstype, flags=0, data=None)   mount(2); source/fstype/data may be None
+#   umount(target, flags=0)                              umount2(2); flags e.g. MNT_DETACH
+#   mknod(path, mode, dev)                               mknod(2); mode includes S_IFCHR/S_IFBLK; dev=makedev()
+#   makedev(major, minor) / major(dev) / minor(dev)      glibc/musl semantics (sys/sysmacros.h)
+#   symlink(target, path) / readlink(path) -> str
+#   lstat(path) -> (mode, ino, dev, nlink, uid, gid, size, atime, mtime, ctime)   as os.stat, not following links
+#   chmod(path, mode) / chown(path, uid, gid) / umask(mask) -> previous mask
+#   access(path, mode) -> bool                           access(2) with R_OK/W_OK/X_OK/F_OK
+#   chroot(path) / chdir(path)
+#   open(path, flags, mode=0o644) -> fd / close(fd) / dup2(old, new) / read(fd, n) -> bytes / write(fd, data) -> n
+#   ioctl(fd, request, arg=0) -> int                     arg: int, or a bytearray passed by pointer (in/out)
+#   setsid() / set_ctty(fd)                              setsid(2) / ioctl(fd, TIOCSCTTY, 1)
+#   spawn(argv, env=None) -> pid                         fork + execve(argv[0]); child exits 127 if exec fails
+#   waitpid(pid, options=0) -> (pid, status)             wait status as the kernel gives it (see exit_code())
+#   execv(path, argv)                                    replaces this process (the hand-off to the real init)
+#   kill(pid, sig) / getpid() -> int / exit(code)        exit is _exit(2): no atexit, no flushing
+#   load_module(path, params="")                         finit_module(2), init_module(2) fallback on ENOSYS
+#   loop_attach(path, offset=0, sizelimit=0, read_only=True, autoclear=True) -> "/dev/loopN"
+#                                                        LOOP_CTL_GET_FREE + LOOP_CONFIGURE, falling back to
+#                                                        LOOP_SET_FD + LOOP_SET_STATUS64 on kernels before 5.8
+#   loop_detach(loopdev)                                 LOOP_CLR_FD
+#   reboot(how)                                          how: RB_POWER_OFF, RB_AUTOBOOT (restart), RB_HALT_SYSTEM
+#   sync()
+#   statfs(path) -> (f_type, f_bsize, f_blocks, f_bfree, f_bavail)
+#   sysinfo() -> (uptime_s, totalram, freeram, sharedram, bufferram, totalswap, freeswap)   bytes
+#   uname() -> (sysname, nodename, release, version, machine)
+#   copy_range(in_fd, out_fd, count) -> n                copy_file_range(2), sendfile(2) fallback; 0 at EOF
+#   strerror(errno) -> str
+#   uptime_ms() -> int                                   CLOCK_BOOTTIME in ms (the kernel's printk clock)
+#   sleep_ms(ms)
+#   readline(prompt) -> str                              one console line without "\n"; EOFError at end of input
+#
+# Constants (values from the kernel headers via `_linux`; linux_abi.py holds the same values for CPython and a test
+# checks them against the native module): MS_*, MNT_DETACH, MNT_FORCE, S_IF*, O_*, R_OK/W_OK/X_OK/F_OK,
+# RB_*, LOOP_*, KDSKBENT, TIOCSCTTY, *_MAGIC (statfs f_type), SIG*, E* (errno values MicroPython's errno lacks).
+
+try:
+    from _linux import *  # noqa: F401,F403  (MicroPython: the native module)
+    import _linux
+    _NATIVE = True
+except ImportError:  # CPython: constants here, functions from use()
+    from .linux_abi import *  # noqa: F401,F403
+    _linux = None
+    _NATIVE = False
+
+NAMES = (
+    "mount", "umount", "mknod", "makedev", "major", "minor", "symlink", "readlink", "lstat", "chmod", "chown",
+    "umask", "access", "chroot", "chdir", "open", "close", "dup2", "read", "write", "ioctl", "setsid", "set_ctty",
+    "spawn", "waitpid", "execv", "kill", "getpid", "exit", "load_module", "loop_attach", "loop_detach", "reboot",
+    "sync", "statfs", "sysinfo", "uname", "copy_range", "strerror", "uptime_ms", "sleep_ms", "readline",
+)
+
+
+def use(impl):
+    """Plug in an implementation of the interface above (an object or module with every name in NAMES).
+
+    Returns the previous implementation's functions as a dict, so a caller can restore them with restore()."""
+    g = globals()
+    old = {}
+    for name in NAMES:
+        old[name] = g.get(name)
+        g[name] = getattr(impl, name)
+    return old
+
+
+def restore(saved):
+    g = globals()
+    for name in saved:
+        g[name] = saved[name]
+
+
+def exit_code(status):
+    """The exit code of a wait status, or -signal when the child was killed (WIFEXITED/WTERMSIG of wait(2))."""
+    if status & 0x7F == 0:
+        return (status >> 8) & 0xFF
+    return -(status & 0x7F)
+
+
+def _missing(*args, **kw):
+    raise OSError(38, "no syscall implementation: call mpinit_agent.syscalls.use() first")  # ENOSYS
+
+
+if _NATIVE:
+    import builtins  # this module's own open() is the native one
+    import time
+
+    def spawn(argv, env=None):
+        pid = _linux.fork()
+        if pid == 0:
+            try:
+                if env is None:
+                    _linux.execv(argv[0], argv)
+                else:
+                    _linux.execve(argv[0], argv, env)
+            finally:
+                _linux._exit(127)
+        return pid
+
+    def exit(code):
+        _linux._exit(code)
+
+    def load_module(path, params=""):
+        fd = _linux.open(path, O_RDONLY | O_CLOEXEC)
+        try:
+            _linux.finit_module(fd, params, 0)
+        except OSError as e:
+            if e.args[0] != ENOSYS:
+                raise
+            # Kernels without finit_module(2) (before 3.8): hand over the bytes instead.
+            with builtins.open(path, "rb") as f:
+                _linux.init_module(f.read(), params)
+        finally:
+            _linux.close(fd)
+
+    def readline(prompt):
+        return input(prompt)
+
+    def sleep_ms(ms):
+        time.sleep_ms(ms)
+else:
+    for _name in NAMES:
+        globals()[_name] = _missing

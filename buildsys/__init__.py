@@ -1,0 +1,1 @@
+"""build.py's parts (standard library only: build.py runs before any virtual environment exists)."""

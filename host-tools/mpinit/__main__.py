@@ -1,0 +1,5 @@
+import sys
+
+from mpinit.cli import main
+
+sys.exit(main())
