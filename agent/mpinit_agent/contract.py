@@ -23,6 +23,10 @@ IMAGE_MOUNT = "/run/mpinit/rootfsbase"            # the squashfs (overlay lower 
 COW_MOUNT = "/run/mpinit/cow"                     # tmpfs holding overlay upper/ and work/
 NEW_ROOT = "/sysroot"                             # where the new root is assembled before the hand-off
 
+# The boot stages, in order (main.py runs them; rd.break=<stage> and hooks name them; cmdline.py maps dracut's
+# break-point names onto these).
+STAGES = ("early", "cmdline", "modules", "devices", "medium", "toram", "root", "handoff")
+
 # Directories that every image holds (pack creates them; the agent mounts on them).
 IMAGE_DIRS = ("/dev", "/proc", "/sys", "/run", "/tmp", "/sysroot", "/etc/mpinit", "/lib/modules", "/lib/firmware")
 
