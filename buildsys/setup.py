@@ -39,6 +39,8 @@ PACKAGES = {
     "isolinux": "ISOLINUX for live ISOs",
     "qemu-system-x86": "boots real kernels in the end-to-end tests",
     "ovmf": "UEFI firmware for QEMU",
+    "grub-efi-amd64-bin": "GRUB EFI modules + grub-mkimage (grub-common): the --uefi live image's BOOTX64.EFI",
+    "kbd": "loadkeys -b: console keymaps converted for `mpinit pack --keymap`",
 }
 
 

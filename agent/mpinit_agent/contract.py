@@ -58,7 +58,10 @@ def load_config(text, source=CONFIG_PATH):
         raise ValueError("%s: not valid JSON: %s" % (source, e))
     if not isinstance(given, dict):
         raise ValueError("%s: must be a JSON object" % source)
-    conf = dict(DEFAULTS)
+    conf = {}
+    for key in DEFAULTS:  # lists copied: a caller appending to conf["modules"] must not change DEFAULTS
+        value = DEFAULTS[key]
+        conf[key] = list(value) if isinstance(value, list) else value
     for key in given:
         if key not in DEFAULTS:
             raise ValueError("%s: unknown key %r (known: %s)" % (source, key, ", ".join(sorted(DEFAULTS))))
@@ -66,5 +69,11 @@ def load_config(text, source=CONFIG_PATH):
         value = given[key]
         if want is int and isinstance(value, bool) or not isinstance(value, want):
             raise ValueError("%s: %r must be %s, not %r" % (source, key, want.__name__, value))
+        if want is list:
+            for item in value:
+                if not isinstance(item, str) or not item:
+                    raise ValueError("%s: %r must be a list of names, not %r" % (source, key, value))
+        if want is int and value < 0:
+            raise ValueError("%s: %r must not be negative, not %r" % (source, key, value))
         conf[key] = value
     return conf

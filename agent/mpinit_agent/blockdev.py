@@ -1,0 +1,421 @@
+# Block devices: enumerate /sys/class/block, make /dev nodes and /dev/disk/by-* links, find a device by a spec
+# (root=/live: conventions), and wait for one to appear.
+#
+#   scan() -> [Device]                 every block device, disks before their partitions, probed (cached)
+#   ensure_node(dev)                   mknod /dev/<name> when devtmpfs did not make it
+#   make_links(devices)                /dev/disk/by-{uuid,label,partuuid,partlabel}/ symlinks, as udev names them
+#   parse_spec(spec) -> (key, value)   LABEL= CDLABEL= UUID= PARTUUID=[/PARTNROFF=n] PARTLABEL= /dev/... maj:min
+#   find(spec, devices) -> Device|None
+#   wait_for(spec, deadline_ms, poll=None) -> Device|None   deadline None waits forever (rootwait)
+#   describe(devices) -> str           one line per device with TYPE/LABEL/UUID/PARTUUID, for failure reports
+#
+# sysfs facts (Documentation/ABI/stable/sysfs-block): <dev>/dev is "major:minor", <dev>/size counts 512-byte
+# sectors whatever the logical block size, a partition has a <dev>/partition file holding its number and lives in
+# its disk's directory (so /sys/class/block/<disk>/<part> exists), <disk>/removable is the disk's flag, <dev>/ro
+# the read-only flag; uevent holds DEVTYPE, PARTN and PARTNAME (the GPT name) for partitions.
+from micropython import const
+
+from . import fsutil
+from . import syscalls as sc
+
+SYS_BLOCK = "/sys/class/block"
+DEV = "/dev"
+DISK_LINKS = "/dev/disk"
+
+_POLL_MS = const(100)
+
+# name -> (devno, size, info) of devices already probed; a device is probed again only when it is new, its
+# number changed or its size changed (a CD inserted into a drive, a loop device re-attached).
+_cache = {}
+# disk name -> (devno, size, [partition dicts]) of partition tables already read.
+_tables = {}
+
+
+def forget():
+    """Drop every cached probe result (tests; a rescue-shell user who rewrote a disk)."""
+    _cache.clear()
+    _tables.clear()
+
+
+class Device:
+    """One block device: a whole disk or a partition, with what the probes found in `info` (blkid keys)."""
+
+    def __init__(self, name, devno, size, removable=False, ro=False, is_partition=False, partn=None,
+                 parent=None, info=None):
+        self.name = name
+        self.path = DEV + "/" + name
+        self.devno = devno                # (major, minor)
+        self.size = size                  # bytes
+        self.removable = removable        # the whole disk's removable flag
+        self.ro = ro
+        self.is_partition = is_partition
+        self.partn = partn                # partition number (sda1 -> 1), None for a disk
+        self.parent = parent              # the disk's name for a partition, None for a disk
+        self.info = info if info is not None else {}
+
+    def get(self, key, default=None):
+        return self.info.get(key, default)
+
+    def __repr__(self):
+        return "<Device %s %d:%d %s>" % (self.path, self.devno[0], self.devno[1], _keys(self.info))
+
+
+def _keys(info):
+    out = []
+    for key in ("TYPE", "LABEL", "UUID", "PARTUUID", "PARTLABEL", "PTTYPE"):
+        if key in info:
+            out.append('%s="%s"' % (key, info[key]))
+    return " ".join(out)
+
+
+# ---- enumeration -------------------------------------------------------------------------------------------------
+
+
+def _int(text, default=0):
+    try:
+        return int(text.strip())
+    except (ValueError, AttributeError):
+        return default
+
+
+def _uevent(base):
+    out = {}
+    for line in fsutil.read_text(base + "/uevent", "").split("\n"):
+        i = line.find("=")
+        if i > 0:
+            out[line[:i]] = line[i + 1:]
+    return out
+
+
+def _parent_of(name, disks):
+    """The disk whose sysfs directory holds partition `name`."""
+    # Kernel partition names: the disk name plus the number, with "p" between when the disk name ends in a digit
+    # (block/partitions/core.c: nvme0n1p1, mmcblk0p1, loop0p1; sda1).
+    stem = name.rstrip("0123456789")
+    guesses = [stem]
+    if stem.endswith("p"):
+        guesses.append(stem[:-1])
+    for disk in guesses + disks:
+        if disk != name and fsutil.exists("%s/%s/%s" % (SYS_BLOCK, disk, name)):
+            return disk
+    return None
+
+
+def _read_table(disk, base, devno, size):
+    hit = _tables.get(disk)
+    if hit is not None and hit[0] == devno and hit[1] == size:
+        return hit[2]
+    from . import probe
+
+    sector = _int(fsutil.read_text(base + "/queue/logical_block_size", "512"), 512) or 512
+    try:
+        parts = probe.partitions(DEV + "/" + disk, sector=sector)
+    except OSError:
+        return []  # not cached: the medium may become readable later
+    _tables[disk] = (devno, size, parts)
+    return parts
+
+
+def _probe(dev):
+    hit = _cache.get(dev.name)
+    if hit is not None and hit[0] == dev.devno and hit[1] == dev.size:
+        return dict(hit[2])
+    if not dev.size:
+        return {}  # an empty drive (no medium) or a detached loop device: nothing to read
+    from . import probe
+
+    try:
+        info = probe.probe(dev.path)
+    except OSError:
+        return {}  # I/O error or medium gone: not cached, tried again on the next scan
+    _cache[dev.name] = (dev.devno, dev.size, dict(info))
+    return info
+
+
+def scan():
+    """Every block device in /sys/class/block (disks first, then partitions, each group by name), with /dev nodes
+    made where missing and `info` filled from the probes (cached across calls)."""
+    names = fsutil.listdir(SYS_BLOCK)
+    disks = []
+    parts = []
+    for name in names:
+        if fsutil.exists("%s/%s/partition" % (SYS_BLOCK, name)):
+            parts.append(name)
+        else:
+            disks.append(name)
+    devices = []
+    by_name = {}
+    for name in disks + parts:
+        base = SYS_BLOCK + "/" + name
+        devtext = fsutil.read_text(base + "/dev", "")
+        i = devtext.find(":")
+        if i < 0:
+            continue  # vanished while we looked, or not a device directory
+        devno = (_int(devtext[:i]), _int(devtext[i + 1:]))
+        size = _int(fsutil.read_text(base + "/size", "0")) * 512
+        ro = fsutil.read_text(base + "/ro", "0") == "1"
+        d = Device(name, devno, size, ro=ro)
+        if name in parts:
+            ev = _uevent(base)
+            d.is_partition = True
+            d.partn = _int(ev.get("PARTN") or fsutil.read_text(base + "/partition", ""), None)
+            d.parent = _parent_of(name, disks)
+            disk = by_name.get(d.parent)
+            d.removable = disk.removable if disk is not None else False
+        else:
+            d.removable = fsutil.read_text(base + "/removable", "0") == "1"
+        try:
+            ensure_node(d)
+        except OSError:
+            pass  # reported by the caller's own ensure_node(); probing below then fails quietly
+        d.info = _probe(d)
+        if d.is_partition:
+            entry = None
+            disk = by_name.get(d.parent)
+            if disk is not None and disk.info.get("PTTYPE"):
+                for p in _read_table(disk.name, SYS_BLOCK + "/" + disk.name, disk.devno, disk.size):
+                    if p["PART_ENTRY_NUMBER"] == d.partn:
+                        entry = p
+                        break
+            if entry is not None:
+                for key in ("PARTUUID", "PARTLABEL"):
+                    if key in entry:
+                        d.info[key] = entry[key]
+            elif ev.get("PARTNAME"):
+                d.info["PARTLABEL"] = ev["PARTNAME"]
+        by_name[name] = d
+        devices.append(d)
+    return devices
+
+
+# ---- /dev --------------------------------------------------------------------------------------------------------
+
+
+def ensure_node(dev):
+    """Create dev.path as a block device node (mode 0600, like devtmpfs) unless something is there already."""
+    if fsutil.exists(dev.path):
+        return False
+    sc.mknod(dev.path, sc.S_IFBLK | 0o600, sc.makedev(dev.devno[0], dev.devno[1]))
+    return True
+
+
+_SAFE = "#+-.:=@_"
+
+
+def encode(value):
+    """udev's escaping of a link name (libblkid blkid_encode_string): ASCII letters, digits, "#+-.:=@_" and valid
+    UTF-8 multi-byte characters stay, every other byte becomes \\xNN ("/" -> \\x2f, " " -> \\x20)."""
+    out = []
+    for ch in value:
+        o = ord(ch)
+        if o >= 0x80 or ("0" <= ch <= "9") or ("a" <= ch <= "z") or ("A" <= ch <= "Z") or ch in _SAFE:
+            out.append(ch)
+        else:
+            out.append("\\x%02x" % o)
+    return "".join(out)
+
+
+def decode(value):
+    """The inverse of encode(): \\xNN escapes back to characters (root=LABEL=My\\x20Stick, as dracut allows)."""
+    if "\\x" not in value:
+        return value
+    out = []
+    i = 0
+    n = len(value)
+    while i < n:
+        if value[i] == "\\" and i + 3 < n and value[i + 1] == "x":
+            try:
+                out.append(chr(int(value[i + 2:i + 4], 16)))
+                i += 4
+                continue
+            except ValueError:
+                pass
+        out.append(value[i])
+        i += 1
+    return "".join(out)
+
+
+_LINKS = (("by-uuid", "UUID"), ("by-label", "LABEL"), ("by-partuuid", "PARTUUID"), ("by-partlabel", "PARTLABEL"))
+
+
+def make_links(devices):
+    """/dev/disk/by-*/<encoded value> -> ../../<name>. The first device in scan order keeps a contested name (a
+    hybrid ISO's disk over its partition); a stale link is replaced. Returns the number of links made."""
+    made = 0
+    taken = {}
+    for sub, key in _LINKS:
+        fsutil.makedirs(DISK_LINKS + "/" + sub)
+    for d in devices:
+        for sub, key in _LINKS:
+            value = d.info.get(key)
+            if not value:
+                continue
+            path = "%s/%s/%s" % (DISK_LINKS, sub, encode(value))
+            if path in taken:
+                continue
+            taken[path] = True
+            target = "../../" + d.name
+            try:
+                if sc.readlink(path) == target:
+                    continue
+                import os
+
+                os.remove(path)
+            except OSError:
+                pass
+            sc.symlink(target, path)
+            made += 1
+    return made
+
+
+# ---- specs -------------------------------------------------------------------------------------------------------
+
+_KEYS = ("LABEL", "CDLABEL", "UUID", "PARTUUID", "PARTLABEL")
+_BY = {"by-uuid": "UUID", "by-label": "LABEL", "by-partuuid": "PARTUUID", "by-partlabel": "PARTLABEL"}
+
+
+def parse_spec(spec):
+    """A device spec -> (key, value). Keys: LABEL, CDLABEL, UUID, PARTUUID, PARTLABEL (value a str, \\xNN
+    unescaped), PARTNROFF (value (partuuid, offset)), PATH ("/dev/..."), DEVNO ((major, minor)), NAME ("sda1",
+    the kernel's root=sda1). ValueError naming the spec when it is none of these."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError("device spec %r: empty" % (spec,))
+    spec = spec.strip()
+    i = spec.find("=")
+    if i > 0:
+        key = spec[:i].upper()
+        value = spec[i + 1:]
+        if key not in _KEYS:
+            raise ValueError("device spec %r: unknown key %s= (known: %s=, a /dev path or major:minor)"
+                             % (spec, spec[:i], "=, ".join(_KEYS)))
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        if not value:
+            raise ValueError("device spec %r: %s= needs a value" % (spec, key))
+        if key == "PARTUUID":
+            j = value.upper().find("/PARTNROFF=")
+            if j >= 0:
+                off = value[j + 11:]
+                try:
+                    n = int(off)
+                except ValueError:
+                    raise ValueError("device spec %r: PARTNROFF=%s is not a number" % (spec, off))
+                return "PARTNROFF", (value[:j].lower(), n)
+            return key, value.lower()
+        if key == "UUID":
+            return key, value.lower()
+        return key, decode(value)
+    if spec.startswith("/"):
+        if not spec.startswith("/dev/") or spec == "/dev/":
+            raise ValueError("device spec %r: a device path must be under /dev/" % spec)
+        return "PATH", spec
+    i = spec.find(":")
+    if i > 0:
+        try:
+            return "DEVNO", (int(spec[:i]), int(spec[i + 1:]))
+        except ValueError:
+            raise ValueError("device spec %r: major:minor wants two decimal numbers" % spec)
+    for ch in spec:
+        if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch in "-_." or "A" <= ch <= "Z"):
+            raise ValueError("device spec %r: not LABEL=, UUID=, PARTUUID=, PARTLABEL=, CDLABEL=, a /dev path, "
+                             "major:minor or a device name" % spec)
+    return "NAME", spec
+
+
+def _match(key, value, devices):
+    for d in devices:
+        got = d.info.get(key)
+        if got is None:
+            continue
+        if key in ("UUID", "PARTUUID"):
+            if got.lower() == value:
+                return d
+        elif got == value:
+            return d
+    return None
+
+
+def find(spec, devices):
+    """The first device (scan order: disks before partitions) matching spec, or None. ValueError for a bad spec."""
+    key, value = parse_spec(spec)
+    if key in ("LABEL", "UUID", "PARTUUID", "PARTLABEL"):
+        return _match(key, value, devices)
+    if key == "CDLABEL":
+        # dracut turns CDLABEL= into /dev/disk/by-label/: an iso9660 volume first, then any with that label.
+        iso = [d for d in devices if d.info.get("TYPE") == "iso9660"]
+        return _match("LABEL", value, iso) or _match("LABEL", value, devices)
+    if key == "PARTNROFF":
+        base = _match("PARTUUID", value[0], devices)
+        if base is None or base.partn is None:
+            return None
+        want = base.partn + value[1]
+        for d in devices:
+            if d.parent == base.parent and d.partn == want:
+                return d
+        return None
+    if key == "DEVNO":
+        for d in devices:
+            if d.devno == value:
+                return d
+        return None
+    if key == "NAME":
+        for d in devices:
+            if d.name == value:
+                return d
+        return None
+    # PATH
+    for d in devices:
+        if d.path == value:
+            return d
+    parts = value.split("/")
+    if len(parts) == 5 and parts[2] == "disk" and parts[3] in _BY:
+        return _match(_BY[parts[3]], parse_spec("%s=%s" % (_BY[parts[3]], parts[4]))[1], devices)
+    try:
+        target = sc.readlink(value)   # /dev/disk/by-id/..., /dev/mapper/..., /dev/root
+    except OSError:
+        return None
+    name = fsutil.basename(target)
+    for d in devices:
+        if d.name == name:
+            return d
+    return None
+
+
+def wait_for(spec, deadline_ms, poll=None):
+    """Scan until spec's device appears: returns it, or None once deadline_ms have passed (None = wait forever,
+    like rootwait). poll() runs between rounds (the caller's coldplug: USB sticks show up late)."""
+    parse_spec(spec)  # a bad spec fails now, not after the deadline
+    start = sc.uptime_ms()
+    while True:
+        d = find(spec, scan())
+        if d is not None:
+            return d
+        if deadline_ms is not None and sc.uptime_ms() - start >= deadline_ms:
+            return None
+        if poll is not None:
+            poll()
+        sc.sleep_ms(_POLL_MS)
+
+
+def _human(size):
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if size >= 1 << shift:
+            return "%.1f %s" % (size / (1 << shift), unit)
+    return "%d B" % size
+
+
+def describe(devices):
+    """Every block device, one per line: path, major:minor, size, flags and TYPE/LABEL/UUID/PARTUUID/PARTLABEL."""
+    if not devices:
+        return "no block devices"
+    lines = []
+    for d in devices:
+        flags = []
+        if d.removable:
+            flags.append("removable")
+        if d.ro:
+            flags.append("ro")
+        what = _keys(d.info) or ("(empty)" if not d.size else "(nothing recognised)")
+        lines.append("%s %d:%d %s%s %s" % (d.path, d.devno[0], d.devno[1], _human(d.size),
+                                           (" " + ",".join(flags)) if flags else "", what))
+    return "\n".join(lines)

@@ -1,0 +1,325 @@
+# The medium stage (live boots only): find the device holding the live image, mount it read-only with its probed
+# type, and locate the image. Image forms (issue 4):
+#   - a squashfs file on a filesystem (default live/filesystem.squashfs; dracut's LiveOS/squashfs.img and
+#     archiso's <basedir>/x86_64/airootfs.sfs via cmdline's image_paths);
+#   - a squashfs that is the whole device (the Xen xvda case): no mount, the device is the image;
+#   - an iso9660 medium: mounted like any other filesystem;
+#   - an ISO file on a partition (img_dev=/img_loop=, iso-scan/filename=): the partition is mounted at
+#     MEDIUM_MOUNT, the ISO file attached to a loop device and mounted at ISO_MOUNT, the image looked up inside.
+# With checksum=y the image is checked against <image>.sha256 / .sha512 (or archiso's <name>.sha512) first.
+import os
+
+from micropython import const
+
+from . import contract, fsutil, log
+from . import syscalls as sc
+from .failure import BootError, oserror_text
+
+_CHUNK = const(1 << 20)     # 1 MiB reads for hashing: few syscalls, little memory
+_POLL_MS = const(250)       # how often a scan for a late medium looks again
+
+# Filesystem types worth mounting while scanning for the image (probe.py TYPE values).
+_MOUNTABLE = ("iso9660", "vfat", "exfat", "ext2", "ext3", "ext4", "btrfs", "xfs", "udf", "ntfs")
+
+
+def is_optical(dev):
+    """sr*/scd* names are SCSI CD-ROMs (major 11, Documentation/admin-guide/devices.txt); copytoram=auto skips
+    them as dracut does (an optical drive is slow to seek but cannot be pulled out mid-boot anyway)."""
+    name = dev.name
+    return name.startswith("sr") or name.startswith("scd")
+
+
+def scan_order(devices):
+    """Devices to try when no medium was named: removable ones first, then in enumeration order; only those with a
+    mountable filesystem or a squashfs."""
+    first = []
+    rest = []
+    for d in devices:
+        t = d.info.get("TYPE", "")
+        if t not in _MOUNTABLE:
+            continue
+        if d.removable:
+            first.append(d)
+        else:
+            rest.append(d)
+    return first + rest
+
+
+def fstype_of(dev):
+    return dev.info.get("TYPE", "")
+
+
+def mount_ro(dev, target, fstype=None):
+    """Mount dev read-only on target with its probed type; raises OSError."""
+    fstype = fstype or fstype_of(dev)
+    fsutil.makedirs(target)
+    sc.mount(dev.path, target, fstype, sc.MS_RDONLY, None)
+
+
+def find_image(mountpoint, candidates):
+    """The first candidate (medium-relative path) that is a file under mountpoint, as an absolute path, or None."""
+    for rel in candidates:
+        path = fsutil.join(mountpoint, rel.lstrip("/"))
+        if fsutil.isfile(path):
+            return path
+    return None
+
+
+def checksum_files(image):
+    """Candidate checksum files beside the image: <image>.sha256/.sha512, and <image minus extension>.sha256/.sha512
+    (archiso's airootfs.sha512 beside airootfs.sfs)."""
+    out = [image + ".sha256", image + ".sha512"]
+    base = fsutil.basename(image)
+    dot = base.rfind(".")
+    if dot > 0:
+        stem = image[:len(image) - len(base) + dot]
+        out.append(stem + ".sha256")
+        out.append(stem + ".sha512")
+    return out
+
+
+def parse_checksum(text, source):
+    """The hex digest from a checksum file (`sha256sum` output "<hex>  <name>", or the bare digest)."""
+    words = text.split()
+    if not words:
+        raise ValueError("%s: empty checksum file" % source)
+    digest = words[0].lower()
+    for c in digest:
+        if c not in "0123456789abcdef":
+            raise ValueError("%s: not a hex digest: %r" % (source, words[0]))
+    return digest
+
+
+def _hexlify(b):
+    import binascii
+
+    return binascii.hexlify(b).decode()
+
+
+def file_digest(path, algo):
+    """Hex digest of a file, read in 1 MiB chunks into one preallocated buffer."""
+    import hashlib
+
+    ctor = getattr(hashlib, algo, None)
+    if ctor is None:
+        raise ValueError("this runtime has no hashlib.%s" % algo)
+    h = ctor()
+    buf = bytearray(_CHUNK)
+    mv = memoryview(buf)
+    with open(path, "rb") as f:
+        while True:
+            n = f.readinto(buf)
+            if not n:
+                break
+            h.update(mv[:n])
+    return _hexlify(h.digest())
+
+
+def verify_checksum(image):
+    """checksum=y: find a checksum file beside the image and compare. Returns 'sha256 ok' etc.; BootError else."""
+    tried = []
+    for path in checksum_files(image):
+        tried.append(path)
+        if not fsutil.isfile(path):
+            continue
+        algo = "sha512" if path.endswith(".sha512") else "sha256"
+        try:
+            want = parse_checksum(fsutil.read_text(path), path)
+            log.info("medium: checking %s of %s" % (algo, image))
+            got = file_digest(image, algo)
+        except (OSError, ValueError) as e:
+            raise BootError("medium", "checksum of %s not verified: %s" % (image, e), param="checksum=y",
+                            tried=tried)
+        if got != want:
+            raise BootError("medium", "checksum mismatch for %s: the image is corrupt or incomplete" % image,
+                            param="checksum=y", tried=tried,
+                            seen=["expected %s (%s)" % (want, path), "computed %s" % got])
+        return "%s ok" % algo
+    raise BootError("medium", "checksum=y but there is no checksum file beside %s" % image, param="checksum=y",
+                    tried=tried)
+
+
+def check_image(path):
+    """The image must probe as squashfs: a truncated copy or a wrong file fails here, before anything is mounted."""
+    from . import probe
+
+    try:
+        info = probe.probe(path)
+    except OSError as e:
+        raise BootError("medium", "cannot read the image %s: %s" % (path, oserror_text(e)))
+    t = info.get("TYPE") if info else None
+    if t != "squashfs":
+        raise BootError("medium", "%s is not a squashfs image (probed TYPE=%s)" % (path, t or "nothing"),
+                        seen=["probe: %r" % (info,)])
+
+
+def _listing(mountpoint):
+    names = fsutil.listdir(mountpoint)
+    return "%s holds: %s" % (mountpoint, " ".join(names) if names else "(nothing)")
+
+
+def _umount(target):
+    try:
+        sc.umount(target)
+    except OSError as e:
+        log.warning("medium: umount %s: %s" % (target, oserror_text(e)))
+
+
+def _spec_param(opts):
+    return "root=live:%s" % opts.live
+
+
+def _open_iso(ctx, iso_path):
+    """Attach an ISO file read-only and mount it at ISO_MOUNT; returns the mount point."""
+    try:
+        loop = sc.loop_attach(iso_path, 0, 0, True, True)
+    except OSError as e:
+        raise BootError("medium", "cannot attach the ISO file %s: %s" % (iso_path, oserror_text(e)),
+                        param="iso-scan/filename=")
+    fsutil.makedirs(contract.ISO_MOUNT)
+    try:
+        sc.mount(loop, contract.ISO_MOUNT, "iso9660", sc.MS_RDONLY, None)
+    except OSError as e:
+        try:
+            sc.loop_detach(loop)
+        except OSError:
+            pass
+        raise BootError("medium", "%s (on %s) is not a mountable ISO: %s" % (iso_path, loop, oserror_text(e)),
+                        param="iso-scan/filename=")
+    ctx.iso_loop = loop
+    return contract.ISO_MOUNT
+
+
+def _try_device(ctx, dev, candidates):
+    """Mount dev and look for the image (through the ISO file when one was named). Returns the image path or None
+    (unmounted again); a mount failure returns None with the reason appended to ctx.tried."""
+    opts = ctx.opts
+    if fstype_of(dev) == "squashfs" and not opts.iso_file:
+        return dev.path
+    try:
+        mount_ro(dev, contract.MEDIUM_MOUNT)
+    except OSError as e:
+        ctx.tried.append("mount -o ro -t %s %s %s: %s" % (fstype_of(dev) or "?", dev.path, contract.MEDIUM_MOUNT,
+                                                          oserror_text(e)))
+        return None
+    where = contract.MEDIUM_MOUNT
+    if opts.iso_file:
+        iso = fsutil.join(where, opts.iso_file.lstrip("/"))
+        if not fsutil.isfile(iso):
+            ctx.tried.append("%s: no ISO file %s" % (dev.path, opts.iso_file))
+            _umount(where)
+            return None
+        where = _open_iso(ctx, iso)
+    image = find_image(where, candidates)
+    if image is None:
+        ctx.tried.append("%s (%s): none of %s; %s" % (dev.path, fstype_of(dev), ", ".join(candidates),
+                                                     _listing(where)))
+        if where != contract.MEDIUM_MOUNT:
+            _umount(where)
+        _umount(contract.MEDIUM_MOUNT)
+    return image
+
+
+def _rescan(ctx):
+    from . import blockdev
+
+    if ctx.modules is not None:
+        try:
+            ctx.modules.coldplug()
+        except (OSError, ValueError) as e:
+            log.warning("medium: coldplug: %s" % e)
+    devices = blockdev.scan()
+    for d in devices:
+        try:
+            blockdev.ensure_node(d)
+        except OSError:
+            pass
+    try:
+        blockdev.make_links(devices)
+    except OSError:
+        pass
+    ctx.devices = devices
+    return devices
+
+
+def _image_from_path(ctx, spec):
+    """root=live:/path/to/image.squashfs naming a file already reachable (e.g. inside the initramfs)."""
+    if spec.startswith("/") and not spec.startswith("/dev/") and fsutil.isfile(spec):
+        return spec
+    return None
+
+
+def run(ctx):
+    opts = ctx.opts
+    if opts.live is None:
+        return "skipped: not a live boot (no root=live:)"
+    from . import blockdev
+
+    ctx.tried = []
+    candidates = list(opts.image_paths or [fsutil.join(opts.live_dir or ctx.config["live_dir"],
+                                                       opts.live_image or ctx.config["live_image"])])
+    # With an ISO file, root=live:CDLABEL=... names the ISO's own label (dracut's iso-scan), so the partition
+    # holding the file is img_dev= or found by scanning.
+    spec = (opts.iso_dev or "") if opts.iso_file else opts.live
+    image = _image_from_path(ctx, spec) if spec else None
+    dev = None
+    if image is None:
+        deadline = ctx.deadline_ms()
+        start = sc.uptime_ms()
+        devices = ctx.devices if ctx.devices is not None else _rescan(ctx)
+        tried_devs = {}
+        while True:
+            if spec:
+                dev = blockdev.find(spec, devices)
+                if dev is not None:
+                    image = _try_device(ctx, dev, candidates)
+                    if image is None:
+                        break  # the named medium is there but holds no image: waiting will not help
+            else:
+                for d in scan_order(devices):
+                    key = (d.path, d.info.get("UUID"))
+                    if key in tried_devs:
+                        continue
+                    tried_devs[key] = True
+                    image = _try_device(ctx, d, candidates)
+                    if image is not None:
+                        dev = d
+                        break
+            if image is not None:
+                break
+            if deadline is not None and sc.uptime_ms() - start >= deadline:
+                break
+            sc.sleep_ms(_POLL_MS)
+            devices = _rescan(ctx)
+        if image is None:
+            what = ("the medium %s" % spec) if spec else ("a medium holding %s" % " or ".join(candidates))
+            seen = blockdev.describe(ctx.devices or [])
+            if isinstance(seen, str):
+                seen = seen.split("\n")
+            if not seen:
+                seen = ["no block devices at all (missing driver? see the modules stage)"]
+            if ctx.modules is not None and ctx.modules.failed:
+                seen.append("modules that failed to load: %s" % ", ".join([n for n, _ in ctx.modules.failed]))
+            waited = "" if deadline is None else " within %d s" % (deadline // 1000)
+            raise BootError("medium", "did not find %s%s" % (what, waited),
+                            param=_spec_param(opts) if opts.live else "root=live:",
+                            tried=ctx.tried, seen=seen)
+    ctx.medium_dev = dev
+    ctx.medium = contract.MEDIUM_MOUNT if (dev is not None and image != dev.path) else None
+    ctx.optical = dev is not None and is_optical(dev)
+    ctx.image = image
+    if dev is not None and image == dev.path:
+        ctx.image_size = dev.size
+    else:
+        ctx.image_size = os.stat(image)[6]
+    check_image(image)
+    note = ""
+    if opts.checksum:
+        if dev is not None and image == dev.path:
+            # A whole device is longer than the image written to it; its checksum would never match.
+            log.warning("medium: checksum=y ignored: the image is the whole device %s" % image)
+            note = ", checksum not applicable"
+        else:
+            note = ", " + verify_checksum(image)
+    log.info("medium: image %s (%d bytes) on %s" % (image, ctx.image_size, dev.path if dev else "the initramfs"))
+    return "%s on %s%s" % (image, dev.path if dev else "initramfs", note)

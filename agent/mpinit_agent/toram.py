@@ -1,0 +1,162 @@
+# The toram stage: copy the live image into a tmpfs so the medium can be removed (rd.live.ram=1, toram,
+# copytoram=y|auto). Memory is checked first; the copy uses the kernel's copy (copy_file_range/sendfile through
+# syscalls.copy_range) in large chunks, with one progress line on the console; the copy's size is verified, then
+# the medium is unmounted.
+import os
+
+from micropython import const
+
+from . import contract, fsutil, log
+from . import syscalls as sc
+from .failure import BootError, oserror_text
+
+_MiB = const(1 << 20)
+_CHUNK = const(64 << 20)         # bytes per copy_range call: large, so the copy is syscall-cheap
+_PROGRESS_MS = const(500)        # progress line refresh interval
+
+
+def mem_available(meminfo_path="/proc/meminfo"):
+    """MemAvailable in bytes (Documentation/filesystems/proc.rst; kernels before 3.14 lack it: MemFree is used)."""
+    text = fsutil.read_text(meminfo_path)
+    free = None
+    for line in text.split("\n"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+        if line.startswith("MemFree:"):
+            free = int(line.split()[1]) * 1024
+    if free is None:
+        raise ValueError("%s has neither MemAvailable nor MemFree" % meminfo_path)
+    return free
+
+
+def decide(mode, image_size, available, reserve, optical):
+    """(copy?, why) for toram mode "no"|"yes"|"auto". Raises BootError when "yes" cannot fit."""
+    if mode == "no":
+        return False, "not requested"
+    need = image_size + reserve
+    if mode == "auto" and optical:
+        return False, "copytoram=auto: the medium is optical"
+    if available < need:
+        why = ("image %d MiB + reserve %d MiB > MemAvailable %d MiB"
+               % (image_size // _MiB, reserve // _MiB, available // _MiB))
+        if mode == "auto":
+            return False, "copytoram=auto: not enough RAM (%s)" % why
+        raise BootError("toram", "not enough RAM to copy the image: " + why, param="toram / rd.live.ram=1",
+                        seen=["MemAvailable %d kB" % (available // 1024)])
+    return True, "%s: %d MiB free" % (mode, available // _MiB)
+
+
+def progress_line(done, total, elapsed_ms):
+    """'toram: 45% 123/456 MiB 80.1 MB/s ETA 4 s' (MB/s in 10^6 bytes, as dd and pv print)."""
+    pct = (done * 100 // total) if total else 100
+    rate = (done * 1000 // elapsed_ms) if elapsed_ms > 0 else 0  # bytes/s
+    if rate > 0 and done < total:
+        eta = "ETA %d s" % ((total - done) // rate)
+    else:
+        eta = "done" if done >= total else "ETA ?"
+    return "mpinit: toram: %3d%% %d/%d MiB %d.%d MB/s %s" % (pct, done // _MiB, total // _MiB, rate // 1000000,
+                                                             (rate // 100000) % 10, eta)
+
+
+def _console(text, end):
+    try:
+        import sys
+
+        sys.stdout.write(text + end)
+    except OSError:
+        pass
+
+
+def copy(src, dst, size, chunk=_CHUNK):
+    """Copy size bytes from src to dst with copy_range, printing progress. Returns the bytes copied."""
+    fin = sc.open(src, sc.O_RDONLY | sc.O_CLOEXEC)
+    try:
+        fout = sc.open(dst, sc.O_WRONLY | sc.O_CREAT | sc.O_TRUNC | sc.O_CLOEXEC, 0o444)
+        try:
+            start = sc.uptime_ms()
+            last = start
+            done = 0
+            while done < size:
+                n = sc.copy_range(fin, fout, min(chunk, size - done))
+                if n <= 0:
+                    break
+                done += n
+                now = sc.uptime_ms()
+                if now - last >= _PROGRESS_MS:
+                    last = now
+                    _console("\r" + progress_line(done, size, now - start), "")
+            _console("\r" + progress_line(done, size, sc.uptime_ms() - start), "\n")
+        finally:
+            sc.close(fout)
+    finally:
+        sc.close(fin)
+    return done
+
+
+def release_medium(ctx):
+    """Unmount the ISO and the medium after the copy so the stick can be pulled. Failure is only a warning."""
+    for target in (contract.ISO_MOUNT if ctx.iso_loop else None, ctx.medium):
+        if not target:
+            continue
+        try:
+            sc.umount(target)
+        except OSError as e:
+            log.warning("toram: medium stays mounted: umount %s: %s" % (target, oserror_text(e)))
+            return False
+    ctx.iso_loop = None
+    ctx.medium = None
+    return True
+
+
+def run(ctx):
+    opts = ctx.opts
+    if opts.live is None or not ctx.image:
+        return "skipped: not a live boot"
+    mode = opts.toram or "no"
+    if mode == "no":
+        return "skipped: not requested"
+    reserve = ctx.config["toram_reserve_mb"] * _MiB
+    try:
+        available = mem_available()
+    except (OSError, ValueError) as e:
+        if mode == "yes":
+            raise BootError("toram", "cannot read free memory: %s" % e, param="toram")
+        log.warning("toram: copytoram=auto skipped: cannot read free memory: %s" % e)
+        return "skipped: free memory unknown"
+    do, why = decide(mode, ctx.image_size, available, reserve, ctx.optical)
+    if not do:
+        if mode == "auto" and "RAM" in why:
+            log.warning("toram: %s; booting from the medium" % why)
+        else:
+            log.info("toram: %s" % why)
+        return "skipped: " + why
+    # tmpfs just big enough: the image rounded up to MiB, plus one MiB for the directory and rounding.
+    size_mib = (ctx.image_size + _MiB - 1) // _MiB + 1
+    fsutil.makedirs(contract.TORAM_MOUNT)
+    try:
+        sc.mount("tmpfs", contract.TORAM_MOUNT, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV,
+                 "size=%dm,mode=0755" % size_mib)
+    except OSError as e:
+        raise BootError("toram", "mount tmpfs on %s failed: %s" % (contract.TORAM_MOUNT, oserror_text(e)),
+                        param="toram")
+    dst = fsutil.join(contract.TORAM_MOUNT, fsutil.basename(ctx.image))
+    try:
+        done = copy(ctx.image, dst, ctx.image_size)
+        got = os.stat(dst)[6]
+        if done != ctx.image_size or got != ctx.image_size:
+            raise OSError(sc.EIO, "short copy: %d of %d bytes (file %d)" % (done, ctx.image_size, got))
+    except OSError as e:
+        try:
+            sc.umount(contract.TORAM_MOUNT)
+        except OSError:
+            pass
+        msg = "copying %s to RAM failed: %s" % (ctx.image, oserror_text(e))
+        if mode == "auto":
+            log.warning("toram: %s; booting from the medium" % msg)
+            return "skipped: copy failed"
+        raise BootError("toram", msg, param="toram", tried=["copy %s -> %s" % (ctx.image, dst)])
+    source = ctx.image
+    ctx.image = dst
+    ctx.toram = True
+    released = release_medium(ctx)
+    return "copied %s (%d MiB)%s" % (source, ctx.image_size // _MiB, "" if released else ", medium still mounted")

@@ -1,0 +1,215 @@
+"""Boot a kernel + initramfs in QEMU with the serial console captured: the runner behind `mpinit qemu`, the demo
+and the end-to-end tests.
+
+Always `-accel tcg` (software emulation): KVM is not available everywhere CI runs and hangs on some hosts. The
+guest's only console is the first 16550 UART (`console=ttyS0`), connected to QEMU's stdio chardev; we read it
+through a pipe, copy it to a log file (and to the terminal when interactive), watch it for the expected marker
+and for the prompts an input script waits for, and kill QEMU at a hard deadline. `-no-reboot` turns a guest
+reboot (or panic=N) into a QEMU exit, so a failed boot ends instead of looping.
+
+Disks are virtio block devices (vda, vdb, ... in the order given) opened with `snapshot=on`: the guest may write
+(a `rw` root) but the writes go to a temporary overlay and the image file stays unchanged.
+"""
+
+import os
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runner import ToolError, find_tool
+
+DEFAULT_MARKER = "MPINIT-LIVE-OK"
+QEMU = "qemu-system-x86_64"
+
+
+@dataclass
+class BootResult:
+    ok: bool                  # the marker appeared on the console
+    output: str               # the whole console output, "\r\n" normalised to "\n"
+    elapsed_s: float          # wall-clock time from QEMU start to its exit (or kill)
+    marker_line: str | None   # the console line holding the marker, from the marker on
+    timed_out: bool = False   # QEMU was killed at the deadline
+    exit_status: int | None = None
+    sent: list = field(default_factory=list)  # the input actually sent, in order
+
+    def lines(self, prefix="mpinit:"):
+        """Console lines that contain `prefix` (e.g. the agent's `mpinit:` lines), from the prefix on."""
+        out = []
+        for line in self.output.split("\n"):
+            i = line.find(prefix)
+            if i >= 0:
+                out.append(line[i:])
+        return out
+
+    def marker_fields(self):
+        """The marker line's key=value facts: {"uptime": "3.21", "rootfs": "overlay", "rw": "yes", "cmdline": ...}.
+
+        `cmdline=` is always last and takes the rest of the line (it holds spaces)."""
+        if not self.marker_line:
+            return {}
+        facts = {}
+        rest = self.marker_line.split(" ", 1)[1] if " " in self.marker_line else ""
+        while rest:
+            if rest.startswith("cmdline="):
+                facts["cmdline"] = rest[len("cmdline="):]
+                break
+            word, _, rest = rest.partition(" ")
+            key, eq, value = word.partition("=")
+            if eq:
+                facts[key] = value
+        return facts
+
+    def mounts(self, begin="MPINIT-MOUNTS-BEGIN", end="MPINIT-MOUNTS-END"):
+        """The /proc/mounts lines the live root printed between its begin/end markers, as field lists."""
+        text = self.output
+        i = text.find(begin)
+        if i < 0:
+            return []
+        j = text.find(end, i)
+        block = text[i + len(begin):j if j >= 0 else len(text)]
+        return [line.split() for line in block.split("\n") if len(line.split()) >= 4]
+
+
+def _normalise_script(input_lines):
+    """[(wait_for_text or None, send_text), ...]: a bare string is sent as soon as the previous step is done.
+
+    A newline is added to send_text unless it already ends with one (the serial line is a tty in canonical mode:
+    the guest sees the line when the newline arrives)."""
+    steps = []
+    for item in input_lines or ():
+        if isinstance(item, str):
+            wait, send = None, item
+        else:
+            wait, send = item
+        if not send.endswith(("\n", "\r")):
+            send += "\n"
+        steps.append((wait, send))
+    return steps
+
+
+def qemu_argv(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, extra_args=(), qemu=None):
+    """The QEMU command line for one boot (public so tools and tests can show or check it)."""
+    for what, path in (("kernel", kernel), ("initrd", initrd)):
+        if not Path(path).is_file():
+            raise ToolError("%s: %s is not a file" % (what, path))
+    for d in list(disks) + ([cdrom] if cdrom else []):
+        if not Path(d).is_file():
+            raise ToolError("disk image %s is not a file" % d)
+    cmdline = append.strip()
+    if "console=" not in cmdline:
+        cmdline = (cmdline + " console=ttyS0").strip()
+    argv = [qemu or find_tool(QEMU, "qemu-system-x86"),
+            "-accel", "tcg", "-m", str(int(memory_mb)), "-smp", "1",
+            "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio",
+            "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]
+    for d in disks:
+        # Commas in a file name are doubled in QEMU's option syntax.
+        argv += ["-drive", "file=%s,if=virtio,format=raw,snapshot=on" % str(d).replace(",", ",,")]
+    if cdrom:
+        argv += ["-drive", "file=%s,if=ide,media=cdrom,readonly=on" % str(cdrom).replace(",", ",,")]
+    argv += list(extra_args)
+    return argv
+
+
+def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout_s=60, marker=DEFAULT_MARKER,
+         input_lines=None, log_path=None, interactive=False, extra_args=(), stop_on=None, echo=True):
+    """Boot once and return a BootResult; ok is True iff a console line held `marker`.
+
+    input_lines: a script of (wait_for_text, send_text) pairs, fed to the serial console in order: each send
+    happens once wait_for_text has appeared in the output after the previous step's match. interactive: the
+    console is copied to this terminal and the terminal's keyboard goes to the guest (QEMU puts a tty stdin in
+    raw mode; Ctrl-C still stops QEMU). stop_on: a text (e.g. a REPL prompt) after which QEMU is killed once
+    the console has been quiet for a second and the input script is done, instead of waiting for the guest to
+    power off or for the deadline.
+    """
+    argv = qemu_argv(kernel, initrd, disks, cdrom, append, memory_mb, extra_args)
+    if echo:
+        print("+ " + shlex.join(argv), flush=True)
+    steps = _normalise_script(input_lines)
+    if interactive and steps:
+        raise ToolError("qemu.boot: input_lines and interactive are exclusive (one keyboard at a time)")
+    log = open(log_path, "wb") if log_path else None
+    chunks = []
+    lock = threading.Lock()
+    last_data = [time.monotonic()]
+    stdin = None if interactive and sys.stdin.isatty() else subprocess.PIPE
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as e:
+        raise ToolError("%s: cannot start: %s" % (argv[0], e))
+
+    def reader():
+        fd = proc.stdout.fileno()
+        while True:
+            data = os.read(fd, 65536)
+            if not data:
+                return
+            with lock:
+                chunks.append(data)
+                last_data[0] = time.monotonic()
+            if log:
+                log.write(data)
+                log.flush()
+            if interactive:
+                sys.stdout.buffer.write(data)
+                sys.stdout.buffer.flush()
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    deadline = start + timeout_s
+    timed_out = False
+    sent = []
+    pos = 0  # where the next wait_for_text is searched from
+    try:
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= deadline:
+                timed_out = True
+                break
+            with lock:
+                text = b"".join(chunks).decode("utf-8", "replace")
+                quiet_since = last_data[0]
+            if steps and proc.stdin:
+                wait, send = steps[0]
+                i = text.find(wait, pos) if wait else pos
+                if i >= 0:
+                    pos = i + len(wait or "")
+                    try:
+                        proc.stdin.write(send.encode())
+                        proc.stdin.flush()
+                    except (BrokenPipeError, OSError):
+                        pass
+                    sent.append(send)
+                    steps.pop(0)
+                    continue
+            if stop_on and not steps and text.find(stop_on, pos) >= 0 and now - quiet_since > 1.0:
+                break
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        status = proc.wait()
+        thread.join(5)
+        if proc.stdin:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+        proc.stdout.close()
+        if log:
+            log.close()
+    elapsed = time.monotonic() - start
+    output = b"".join(chunks).decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "")
+    marker_line = None
+    for line in output.split("\n"):
+        i = line.find(marker)
+        if i >= 0:
+            marker_line = line[i:].rstrip()
+            break
+    return BootResult(ok=marker_line is not None, output=output, elapsed_s=elapsed, marker_line=marker_line,
+                      timed_out=timed_out, exit_status=status, sent=sent)

@@ -1,0 +1,332 @@
+"""The agent's module loader (mpinit_agent.kmod) over pyfakefs, with a recording syscall implementation."""
+
+import errno
+import fnmatch
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mpinit import kmod as hostkmod
+from test_kmod_closure import _modprobe, depmod_tree  # noqa: F401  (a fixture shared with the host tests)
+from mpinit_agent import kmod
+from mpinit_agent import syscalls as sc
+
+TABLE = "/etc/mpinit/modules.tbl"
+
+
+class Recorder:
+    """Just enough of the syscall boundary: load_module records (path, params) or raises a chosen errno."""
+
+    def __init__(self):
+        self.calls = []
+        self.fail = {}  # module file basename without .ko -> errno
+
+    def load_module(self, path, params=""):
+        self.calls.append((path, params))
+        name = path.rsplit("/", 1)[-1][:-3]
+        if name in self.fail:
+            raise OSError(self.fail[name], os.strerror(self.fail[name]))
+
+    def strerror(self, err):
+        return os.strerror(err)
+
+    def lstat(self, path):
+        return tuple(os.lstat(path))
+
+    def __getattr__(self, name):
+        def unavailable(*args, **kw):
+            raise OSError(errno.ENOSYS, "%s not available in this test" % name)
+        return unavailable
+
+    @property
+    def names(self):
+        return [p.rsplit("/", 1)[-1][:-3] for p, _ in self.calls]
+
+
+@pytest.fixture
+def rec(fs):
+    r = Recorder()
+    saved = sc.use(r)
+    yield r
+    sc.restore(saved)
+
+
+def mod(name, depends=(), pre=(), post=(), aliases=()):
+    return {"name": name, "path": "/lib/modules/6.1.0/kernel/%s.ko" % name, "depends": list(depends),
+            "softdep_pre": list(pre), "softdep_post": list(post), "aliases": list(aliases)}
+
+
+MODULES = [
+    mod("virtio_ring"), mod("virtio", ["virtio_ring"]),
+    mod("virtio_blk", ["virtio", "virtio_ring"], aliases=["virtio:d00000002v*"]),
+    mod("virtio_pci", ["virtio", "virtio_ring"], aliases=["pci:v00001AF4d*sv*sd*bc*sc*i*"]),
+    mod("scsi_common"), mod("scsi_mod", ["scsi_common"]),
+    mod("virtio_scsi", ["virtio", "virtio_ring", "scsi_mod"], aliases=["virtio:d00000008v*"]),
+    mod("fat"), mod("nls_cp437", aliases=["nls_cp437"]),
+    mod("vfat", ["fat"], pre=["nls_cp437"], post=["crc_a"], aliases=["fs-vfat"]),
+    mod("crc_a", pre=["vfat"]),  # a softdep cycle back to vfat must not loop
+    mod("needs_ext4", ["ext4"]),
+    mod("pcspkr", aliases=["platform:pcspkr"]),
+    mod("usbhid", aliases=["usb:v*p*d*dc*dsc*dp*ic03isc*ip*in*"]),
+    mod("hid_generic", aliases=["hid:b*g0001v*p*"]),
+    mod("ranged", aliases=["usb:v05ACp021[0-9]d*", "usb:v05ACp02[!0-9]?d*"]),
+]
+
+
+def write_table(fs, modules=MODULES, **kw):
+    kw.setdefault("builtin", ["ext4"])
+    fs.create_file(TABLE, contents=hostkmod.make_table("6.1.0", modules, **kw))
+
+
+def test_load_dependencies_first_each_once(rec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    assert rec.calls == []  # nothing read or loaded until asked
+    assert m.load_many(["virtio-blk", "virtio_scsi", "virtio_blk"]) == \
+        ["virtio_ring", "virtio", "virtio_blk", "scsi_common", "scsi_mod", "virtio_scsi"]
+    assert rec.names == m.loaded
+    assert rec.calls[0] == ("/lib/modules/6.1.0/kernel/virtio_ring.ko", "")
+    assert m.load("virtio_blk") is True and len(rec.calls) == 6
+    assert m.failed == []
+
+
+def test_softdeps_pre_before_post_after_and_cycles(rec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    assert m.load("vfat")
+    assert rec.names == ["nls_cp437", "fat", "vfat", "crc_a"]
+
+
+def test_eexist_and_builtin_count_as_loaded(rec, fs):
+    write_table(fs)
+    rec.fail["virtio_ring"] = errno.EEXIST
+    m = kmod.Modules(table_path=TABLE)
+    assert m.load("virtio") and m.load("needs_ext4")
+    assert rec.names == ["virtio_ring", "virtio", "needs_ext4"]  # ext4 is built in: no call
+    assert m.loaded == ["virtio_ring", "virtio", "needs_ext4"] and m.failed == []
+
+
+def test_failure_propagates_to_dependents(rec, fs):
+    write_table(fs)
+    rec.fail["scsi_common"] = errno.ENOEXEC
+    m = kmod.Modules(table_path=TABLE)
+    assert m.load_many(["virtio_scsi", "virtio_blk"]) == ["virtio_ring", "virtio", "virtio_blk"]
+    assert m.failed == [
+        ("scsi_common", "/lib/modules/6.1.0/kernel/scsi_common.ko: %s" % os.strerror(errno.ENOEXEC)),
+        ("scsi_mod", "dependency scsi_common not loaded"),
+        ("virtio_scsi", "dependency scsi_mod not loaded"),
+    ]
+    assert not m.load("scsi_mod")
+    assert rec.names.count("scsi_common") == 1  # a failure is not retried
+
+
+def test_load_by_alias_like_modprobe(rec, fs):
+    write_table(fs, blacklist=["vfat"])
+    m = kmod.Modules(table_path=TABLE)
+    # a name asked for explicitly may be an alias; the modprobe.d blacklist does not stop explicit requests
+    assert m.load_many(["fs-vfat"]) == ["nls_cp437", "fat", "vfat", "crc_a"]
+    assert m.load("usb:v05ACp0215d0100dc00dsc00dp00ic03isc01ip01in00") and rec.names[-2:] == ["usbhid", "ranged"]
+    m.blacklist(["pcspkr"])
+    assert not m.load("platform:pcspkr")  # module_blacklist= still blocks: nothing matches, nothing loaded
+    assert "pcspkr" not in rec.names
+
+
+def test_unknown_module(rec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    assert m.load("nope") is False
+    assert m.failed == [("nope", "not in the image's module table %s" % TABLE)]
+
+
+def test_params_table_then_cmdline_then_call(rec, fs):
+    write_table(fs, options={"virtio_ring": "a=1", "virtio-blk": "queue_depth=4"})
+    m = kmod.Modules(table_path=TABLE)
+    m.load_many(["fat"], {"virtio_ring": "b=2", "virtio-blk": "poll=1"})
+    m.load("virtio_blk", params="x=y")
+    assert rec.calls[1:] == [("/lib/modules/6.1.0/kernel/virtio_ring.ko", "a=1 b=2"),
+                             ("/lib/modules/6.1.0/kernel/virtio.ko", ""),
+                             ("/lib/modules/6.1.0/kernel/virtio_blk.ko", "queue_depth=4 poll=1 x=y")]
+
+
+def test_module_blacklist_blocks_everything(rec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    m.blacklist(["virtio-ring", "nls_cp437"])
+    assert not m.load("virtio_blk")
+    assert m.load("vfat")  # a blacklisted softdep is skipped, not an error
+    assert rec.names == ["fat", "vfat", "crc_a"]
+    assert m.failed == [("virtio_ring", "blacklisted (module_blacklist=)"),
+                        ("virtio", "dependency virtio_ring not loaded"),
+                        ("virtio_blk", "dependency virtio not loaded")]
+    assert m.match("virtio:d00000002v00001AF4") == ["virtio_blk"]
+    assert m.match("nls_cp437") == []
+
+
+def test_modprobe_blacklist_affects_aliases_only(rec, fs):
+    write_table(fs, blacklist=["pcspkr"])
+    fs.create_file("/sys/devices/platform/pcspkr/modalias", contents="platform:pcspkr\n")
+    m = kmod.Modules(table_path=TABLE)
+    assert m.match("platform:pcspkr") == [] and m.coldplug() == []
+    assert m.load("pcspkr") and rec.names == ["pcspkr"]
+
+
+def test_match_globs(rec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    assert m.match("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00") == ["virtio_pci"]
+    assert m.match("pci:v00008086d00001001sv00001AF4sd00000002bc01sc00i00") == []
+    assert m.match("virtio:d00000002v00001AF4") == ["virtio_blk"]
+    assert m.match("hid:b0003g0001v0000046Dp0000C52B") == ["hid_generic"]
+    assert m.match("hid:b0003g0004v0000046Dp0000C52B") == []
+    assert m.match("usb:v046DpC52Bd1201dc00dsc00dp00ic03isc01ip01in00") == ["usbhid"]
+    assert m.match("usb:v05ACp0215d0100dc00dsc00dp00ic03isc01ip01in00") == ["usbhid", "ranged"]
+    assert m.match("usb:v05ACp022Ad0100dc00dsc00dp00ic00isc01ip01in00") == []  # [!0-9] fails on 2
+    assert m.match("usb:v05ACp02AXd0100") == ["ranged"]
+    assert m.match("fs-vfat") == m.match("fs_vfat") == ["vfat"]  # '-' == '_' as kmod normalizes
+    assert m.match("") == [] and m.match("pci:") == []
+
+
+def test_coldplug_walks_sys_devices(rec, fs):
+    write_table(fs)
+    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/modalias",
+                   contents="pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n")
+    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/virtio1/modalias",
+                   contents="virtio:d00000002v00001AF4\n")
+    fs.create_file("/sys/devices/pci0000:00/0000:00:01.0/modalias", contents="pci:v00008086d00007000sv*\n")
+    fs.create_file("/sys/devices/system/cpu/modalias", contents="cpu:type:x86,ven0000fam0006\n")
+    fs.create_dir("/sys/bus/virtio/devices")
+    # sysfs links that lead back up the tree: followed, they would loop forever
+    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/virtio1/subsystem", "/sys/bus/virtio")
+    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/loop", "/sys/devices")
+    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/modalias_link",
+                      "/sys/devices/pci0000:00/0000:00:04.0/modalias")
+    m = kmod.Modules(table_path=TABLE)
+    assert m.coldplug() == ["virtio_ring", "virtio", "virtio_pci", "virtio_blk"]
+    assert m.coldplug() == []  # nothing new
+    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/virtio2/modalias", contents="virtio:d00000008v00001AF4\n")
+    assert m.coldplug() == ["scsi_common", "scsi_mod", "virtio_scsi"]
+    assert len(rec.calls) == len(set(rec.calls)) == 7
+
+
+def test_modaliases_lists_devices(fs):
+    fs.create_file("/sys/devices/a/modalias", contents="x:1\n")
+    fs.create_file("/sys/devices/a/b/modalias", contents="\n")  # empty: no driver can match
+    fs.create_file("/sys/devices/c/modalias", contents="x:2")
+    assert kmod.modaliases() == [("/sys/devices/a", "x:1"), ("/sys/devices/c", "x:2")]
+    assert kmod.modaliases("/sys/nowhere") == []
+
+
+def test_no_table_means_nothing_to_load(rec, fs):
+    m = kmod.Modules(table_path=TABLE)
+    assert m.coldplug() == [] and m.available() == []
+    assert not m.load("virtio_blk") and m.failed[0][0] == "virtio_blk"
+
+
+@pytest.mark.parametrize("contents", ["{not json", '{"format": "other"}', "[1, 2]"])
+def test_bad_table_names_the_file(rec, fs, contents):
+    fs.create_file(TABLE, contents=contents)
+    with pytest.raises(ValueError, match=TABLE):
+        kmod.Modules(table_path=TABLE).load("x")
+
+
+# ---- the glob matcher on its own --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pat, s, want", [
+    ("*", "", True), ("*", "abc", True), ("", "", True), ("", "a", False), ("a", "", False),
+    ("a*c", "abbbc", True), ("a*c", "abbb", False), ("a?c", "abc", True), ("a?c", "ac", False),
+    ("*a*b*c*", "xxaxxbxxcxx", True), ("*a*b*c", "abcab", False), ("**x", "abx", True),
+    ("[abc]x", "bx", True), ("[abc]x", "dx", False), ("[a-c]", "b", True), ("[!a-c]", "b", False),
+    ("[^a-c]", "d", True), ("[]]", "]", True), ("[]a]", "a", True), ("[!]]", "]", False),
+    ("[a-]", "-", True), ("x[", "x[", True), ("x[ab", "x[ab", True), ("\\*", "*", True), ("\\*", "a", False),
+    ("[\\]]", "]", True), ("a/*", "a/b/c", True), ("*.c", ".c", True),
+    ("pci:v00001AF4d*sv*sd*bc*sc*i*", "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", True),
+    ("usb:v05ACp021[0-9]d*", "usb:v05ACp021Ad0100", False),
+])
+def test_glob_match(pat, s, want):
+    assert kmod.glob_match(pat, s) is want
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab*?[]!-", max_size=8), st.text(alphabet="ab-]!", max_size=8))
+def test_glob_match_agrees_with_fnmatch(pat, s):
+    # CPython's fnmatch follows the same rules for this alphabet (it lacks only '\\' escapes and '^' negation)
+    assert kmod.glob_match(pat, s) == fnmatch.fnmatchcase(s, pat)
+
+
+# ---- against a table the host made from the real Debian kernel and kmod's own matcher ----------------------
+
+@pytest.fixture(scope="module")
+def generic_table(debian_kernel):
+    c = hostkmod.resolve(debian_kernel.modules_dir, hostkmod.MODULE_SETS["generic-live"], firmware_dirs=())
+    return c.table
+
+
+def test_real_table_virtio(rec, fs, generic_table):
+    fs.create_file(TABLE, contents=generic_table)
+    m = kmod.Modules(table_path=TABLE)
+    # what a QEMU virtio disk shows: the PCI function (virtio_pci), then the virtio device on it (virtio_blk)
+    assert m.match("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00") == ["virtio_pci"]
+    assert m.match("virtio:d00000002v00001AF4") == ["virtio_blk"]
+    assert m.match("virtio:d00000008v00001AF4") == ["virtio_scsi"]
+    assert m.match("pci:v00008086d00007010sv00000000sd00000000bc01sc01i80") == ["ata_piix"]  # QEMU's PIIX3 IDE
+    assert m.load("virtio_blk")
+    assert rec.names == ["virtio_ring", "virtio", "virtio_blk"]
+
+
+def _instances(pattern):
+    """A few strings a pattern matches: each '*' as "", "0" and "1A", '?' as "7", a bracket as its first member."""
+    out = []
+    for star in ("", "0", "1A"):
+        s, i = [], 0
+        while i < len(pattern):
+            c = pattern[i]
+            if c == "*":
+                s.append(star)
+            elif c == "?":
+                s.append("7")
+            elif c == "[" and "]" in pattern[i + 2:]:
+                j = pattern.index("]", i + 2)
+                body = pattern[i + 1:j]
+                if body[0] in "!^":
+                    s.append("~")  # outside every set the kernel writes
+                else:
+                    s.append(body[0])
+                i = j
+            else:
+                s.append(c)
+            i += 1
+        out.append("".join(s))
+    return out
+
+
+@pytest.fixture(scope="module")
+def kmod_resolutions(debian_kernel, depmod_tree, generic_table):
+    """Modaliases built from every shipped alias pattern, each with what `modprobe -R` (kmod's lookup) says."""
+    import json
+
+    t = json.loads(generic_table)
+    probes = set()
+    for rows in t["aliases"].values():
+        for pat, _name in rows:
+            probes.update(_instances(pat))
+    probes.update(["pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", "virtio:d00000002v00001AF4",
+                   "pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", "hid:b0003g0001v0000046Dp0000C52B"])
+    shipped = {row[0] for row in t["modules"]}
+    out = {}
+    for p in sorted(probes):
+        text = _modprobe(depmod_tree, debian_kernel.kver, "-R", p)
+        # modprobe knows the whole tree; the image holds only the shipped modules
+        out[p] = sorted({n for n in (kmod.normalize(x) for x in text.split()) if n in shipped})
+    return out
+
+
+@pytest.mark.tools
+def test_real_aliases_agree_with_modprobe(rec, fs, generic_table, kmod_resolutions):
+    fs.create_file(TABLE, contents=generic_table)
+    m = kmod.Modules(table_path=TABLE)
+    assert len(kmod_resolutions) > 50
+    assert sum(1 for v in kmod_resolutions.values() if v) > 50
+    for p, theirs in kmod_resolutions.items():
+        assert sorted(m.match(p)) == theirs, p

@@ -1,0 +1,288 @@
+"""mpinit_agent.medium: finding the medium (by spec, or by scanning removable devices first), each image form
+(squashfs file in the three layouts, whole-device squashfs, iso9660 medium, ISO file on a partition), the
+image check and checksum=y. blockdev is replaced by a stand-in here; whole boots are in test_main.py."""
+
+import hashlib
+import os
+import struct
+import sys
+
+
+import pytest
+
+from agent_stub import StubSys
+from mpinit_agent import cmdline, contract, linux_abi as abi, main, medium
+from mpinit_agent.failure import BootError
+
+
+SQ = b"hsqs" + b"\0" * 24 + struct.pack("<HH", 4, 0) + b"\0" * 96   # a squashfs 4.0 superblock, enough for probe
+M = contract.MEDIUM_MOUNT
+
+
+class Dev:
+    def __init__(self, name, removable=False, size=0, **info):
+        self.name = name
+        self.path = "/dev/" + name
+        self.removable = removable
+        self.size = size
+        self.info = info
+
+
+class MediaSys(StubSys):
+    """Mounting a device shows the files given for it (device path -> {relative path: bytes})."""
+
+    def __init__(self, fs, contents, **kw):
+        StubSys.__init__(self, fs, **kw)
+        self.contents = contents
+
+    def mount(self, source, target, fstype, flags=0, data=None):
+        StubSys.mount(self, source, target, fstype, flags, data)
+        for rel, data_ in self.contents.get(source, {}).items():
+            self.fs.create_file(target + "/" + rel, contents=data_)
+
+    def umount(self, target, flags=0):
+        StubSys.umount(self, target, flags)
+        for name in os.listdir(target):
+            p = target + "/" + name
+            self.fs.remove_object(p)
+
+    def loop_attach(self, path, offset=0, sizelimit=0, read_only=True, autoclear=True):
+        dev = StubSys.loop_attach(self, path, offset, sizelimit, read_only, autoclear)
+        self.contents[dev] = self.contents.get(path, {})
+        return dev
+
+
+@pytest.fixture
+def blockdev(monkeypatch):
+    import mpinit_agent
+
+    import types
+
+    mod = types.ModuleType("mpinit_agent.blockdev")
+    mod.devices = []
+
+    def find(spec, devices):
+        for d in devices:
+            if d.path == spec:
+                return d
+            key, _, value = spec.partition("=")
+            if key == "CDLABEL":
+                key = "LABEL"
+            if value and d.info.get(key) == value:
+                return d
+        return None
+
+    mod.find = find
+    mod.scan = lambda: list(mod.devices)
+    mod.ensure_node = lambda d: None
+    mod.make_links = lambda devices: None
+    mod.describe = lambda devices: ["%s TYPE=%s LABEL=%s" % (d.path, d.info.get("TYPE"), d.info.get("LABEL"))
+                                    for d in devices]
+    monkeypatch.setitem(sys.modules, "mpinit_agent.blockdev", mod)
+    monkeypatch.setattr(mpinit_agent, "blockdev", mod, raising=False)
+    return mod
+
+
+def ctx_for(line, devices):
+    ctx = main.Context()
+    ctx.opts = cmdline.parse(line)
+    ctx.devices = list(devices)
+    return ctx
+
+
+# ---- pure helpers
+
+def test_scan_order_removable_first_and_only_mountable():
+    a = Dev("sda1", TYPE="ext4")
+    b = Dev("sdb1", removable=True, TYPE="vfat")
+    c = Dev("sda2", TYPE="swap")
+    d = Dev("sr0", removable=True, TYPE="iso9660")
+    assert [x.name for x in medium.scan_order([a, b, c, d])] == ["sdb1", "sr0", "sda1"]
+
+
+def test_is_optical():
+    assert medium.is_optical(Dev("sr0")) and not medium.is_optical(Dev("sda"))
+
+
+def test_checksum_files():
+    assert medium.checksum_files("/m/arch/x86_64/airootfs.sfs") == [
+        "/m/arch/x86_64/airootfs.sfs.sha256", "/m/arch/x86_64/airootfs.sfs.sha512",
+        "/m/arch/x86_64/airootfs.sha256", "/m/arch/x86_64/airootfs.sha512"]
+
+
+def test_parse_checksum():
+    assert medium.parse_checksum("ABCdef01  filesystem.squashfs\n", "f") == "abcdef01"
+    with pytest.raises(ValueError, match="not a hex digest"):
+        medium.parse_checksum("xyz file", "f.sha256")
+    with pytest.raises(ValueError, match="empty"):
+        medium.parse_checksum("\n", "f.sha256")
+
+
+def test_file_digest_streams_the_whole_file(fs):
+    data = os.urandom(3 * (1 << 20) + 17)
+    fs.create_file("/img", contents=data)
+    assert medium.file_digest("/img", "sha256") == hashlib.sha256(data).hexdigest()
+    assert medium.file_digest("/img", "sha512") == hashlib.sha512(data).hexdigest()
+
+
+def test_verify_checksum(fs):
+    fs.create_file("/m/a.sfs", contents=SQ)
+    with pytest.raises(BootError, match="no checksum file") as ei:
+        medium.verify_checksum("/m/a.sfs")
+    assert ei.value.param == "checksum=y" and "/m/a.sfs.sha256" in ei.value.tried
+    fs.create_file("/m/a.sha512", contents=hashlib.sha512(SQ).hexdigest() + "  a.sfs\n")
+    assert medium.verify_checksum("/m/a.sfs") == "sha512 ok"
+    fs.create_file("/m/a.sfs.sha256", contents="00" * 32)
+    with pytest.raises(BootError, match="checksum mismatch") as ei:
+        medium.verify_checksum("/m/a.sfs")
+    assert ei.value.seen[1] == "computed " + hashlib.sha256(SQ).hexdigest()
+
+
+# ---- the stage
+
+def run(fs, line, devices, contents, blockdev, **kw):
+    blockdev.devices = devices
+    ctx = ctx_for(line, devices)
+    with MediaSys(fs, contents, **kw) as s:
+        result = medium.run(ctx)
+    return ctx, result, s
+
+
+def test_named_medium_with_default_layout(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    ctx, result, s = run(fs, "root=live:LABEL=LIVE", [Dev("sda1", TYPE="ext4"), stick],
+                         {"/dev/sdb1": {"live/filesystem.squashfs": SQ}}, blockdev)
+    assert s.mounts == [("/dev/sdb1", M, "vfat", abi.MS_RDONLY, None)]
+    assert ctx.image == M + "/live/filesystem.squashfs" and ctx.image_size == len(SQ)
+    assert ctx.medium == M and ctx.medium_dev is stick and not ctx.optical
+    assert result.startswith(M + "/live/filesystem.squashfs on /dev/sdb1")
+
+
+@pytest.mark.parametrize("line, rel", [
+    ("root=live:CDLABEL=FEDORA rd.live.image", "LiveOS/squashfs.img"),
+    ("archisobasedir=arch archisolabel=FEDORA", "arch/x86_64/airootfs.sfs"),
+    ("root=live:LABEL=FEDORA rd.live.dir=/os rd.live.squashimg=root.sfs", "os/root.sfs"),
+])
+def test_other_layouts(fs, blockdev, line, rel):
+    cd = Dev("sr0", removable=True, TYPE="iso9660", LABEL="FEDORA")
+    ctx, _, s = run(fs, line, [cd], {"/dev/sr0": {rel: SQ}}, blockdev)
+    assert ctx.image == M + "/" + rel and ctx.optical
+    assert s.mounts[0][2] == "iso9660"
+
+
+def test_scan_prefers_removable_devices(fs, blockdev):
+    disk = Dev("sda1", TYPE="ext4")
+    stick = Dev("sdc1", removable=True, TYPE="exfat")
+    other = Dev("sdb1", removable=True, TYPE="vfat")
+    contents = {"/dev/sda1": {"live/filesystem.squashfs": SQ}, "/dev/sdc1": {"live/filesystem.squashfs": SQ}}
+    ctx, _, s = run(fs, "boot=live", [disk, other, stick], contents, blockdev)
+    assert ctx.medium_dev is stick
+    mounted = [c[1][0] for c in s.calls if c[0] == "mount"]
+    assert mounted == ["/dev/sdb1", "/dev/sdc1"]      # sdb1 tried (no image) and unmounted, then sdc1
+    assert ("umount", (M, 0)) in s.calls
+
+
+def test_whole_device_squashfs(fs, blockdev):
+    fs.create_file("/dev/xvda", contents=SQ)
+    xvda = Dev("xvda", size=len(SQ), TYPE="squashfs")
+    ctx, result, s = run(fs, "root=live:/dev/xvda", [xvda], {}, blockdev)
+    assert ctx.image == "/dev/xvda" and ctx.medium is None and ctx.image_size == len(SQ)
+    assert "mount" not in s.names()
+
+
+def test_iso_file_on_a_partition(fs, blockdev):
+    part = Dev("sda2", TYPE="ext4", LABEL="data")
+    contents = {"/dev/sda2": {"isos/live.iso": b"ISO"}, M + "/isos/live.iso": {"live/filesystem.squashfs": SQ}}
+    ctx, _, s = run(fs, "root=live:CDLABEL=ISO iso-scan/filename=/isos/live.iso", [part], contents, blockdev)
+    assert ("loop_attach", (M + "/isos/live.iso", True, True)) in s.calls
+    assert s.mounts == [("/dev/sda2", M, "ext4", abi.MS_RDONLY, None),
+                        ("/dev/loop0", contract.ISO_MOUNT, "iso9660", abi.MS_RDONLY, None)]
+    assert ctx.image == contract.ISO_MOUNT + "/live/filesystem.squashfs" and ctx.iso_loop == "/dev/loop0"
+
+
+def test_iso_file_with_img_dev(fs, blockdev):
+    part = Dev("sdb3", TYPE="vfat", UUID="1234-ABCD")
+    contents = {"/dev/sdb3": {"live.iso": b"ISO"}, M + "/live.iso": {"live/filesystem.squashfs": SQ}}
+    ctx, _, s = run(fs, "img_dev=UUID=1234-ABCD img_loop=live.iso", [Dev("sda1", TYPE="vfat"), part], contents,
+                    blockdev)
+    assert s.mounts[0][0] == "/dev/sdb3" and ctx.image.startswith(contract.ISO_MOUNT)
+
+
+def test_no_medium_waits_then_lists_every_device(fs, blockdev):
+    devs = [Dev("sda1", TYPE="ext4", LABEL="root")]
+    blockdev.devices = devs
+    ctx = ctx_for("root=live:LABEL=LIVE rootdelay=5", devs)
+    with MediaSys(fs, {}) as s:
+        start = s.clock
+        with pytest.raises(BootError) as ei:
+            medium.run(ctx)
+    e = ei.value
+    assert e.stage == "medium" and e.param == "root=live:LABEL=LIVE"
+    assert "did not find the medium LABEL=LIVE within 5 s" in e.message
+    assert e.seen == ["/dev/sda1 TYPE=ext4 LABEL=root"]
+    assert s.clock - start >= 5000
+
+
+def test_a_late_medium_is_found_while_waiting(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    blockdev.devices = []
+    ctx = ctx_for("root=live:LABEL=LIVE", [])
+    s = MediaSys(fs, {"/dev/sdb1": {"live/filesystem.squashfs": SQ}})
+    real_sleep = s.sleep_ms
+
+    def sleep(ms):
+        real_sleep(ms)
+        if s.clock > 3000:
+            blockdev.devices = [stick]
+
+    s.sleep_ms = sleep
+    with s:
+        medium.run(ctx)
+    assert ctx.medium_dev is stick and s.clock > 3000
+
+
+def test_named_medium_without_image_fails_at_once_with_a_listing(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    blockdev.devices = [stick]
+    ctx = ctx_for("root=live:LABEL=LIVE", [stick])
+    with MediaSys(fs, {"/dev/sdb1": {"boot/vmlinuz": b"k"}}) as s:
+        start = s.clock
+        with pytest.raises(BootError) as ei:
+            medium.run(ctx)
+    assert s.clock == start
+    assert any("none of live/filesystem.squashfs" in t and "boot" in t for t in ei.value.tried)
+    assert s.mounts == []
+
+
+def test_corrupt_image_is_refused(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    with pytest.raises(BootError, match="is not a squashfs image"):
+        run(fs, "root=live:LABEL=LIVE", [stick], {"/dev/sdb1": {"live/filesystem.squashfs": b"\0" * 4096}},
+            blockdev)
+
+
+def test_checksum_mismatch_fails_the_stage(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    contents = {"/dev/sdb1": {"live/filesystem.squashfs": SQ, "live/filesystem.squashfs.sha256": "ab" * 32}}
+    with pytest.raises(BootError, match="checksum mismatch"):
+        run(fs, "root=live:LABEL=LIVE checksum=y", [stick], contents, blockdev)
+
+
+def test_checksum_ok(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    contents = {"/dev/sdb1": {"live/filesystem.squashfs": SQ,
+                              "live/filesystem.squashfs.sha256": hashlib.sha256(SQ).hexdigest()}}
+    _, result, _ = run(fs, "root=live:LABEL=LIVE checksum=y", [stick], contents, blockdev)
+    assert result.endswith("sha256 ok")
+
+
+def test_image_in_the_initramfs(fs, blockdev):
+    fs.create_file("/images/root.sfs", contents=SQ)
+    ctx, result, s = run(fs, "root=live:/images/root.sfs", [], {}, blockdev)
+    assert ctx.image == "/images/root.sfs" and ctx.medium is None and ctx.medium_dev is None
+    assert "mount" not in s.names() and result == "/images/root.sfs on initramfs"
+
+
+def test_not_live_is_skipped(fs, blockdev):
+    ctx, result, s = run(fs, "root=/dev/sda1", [], {}, blockdev)
+    assert result.startswith("skipped") and s.calls == []

@@ -1,0 +1,346 @@
+"""mpinit_agent.probe against util-linux blkid on images made by the real tools (and by mpinit.testing.images).
+
+The assertion is always the comparison: every key the agent prints equals blkid's (same escaping as
+`blkid -p -o export`), and TYPE/UUID/LABEL/PTTYPE/PTUUID are present exactly when blkid prints them.
+"""
+
+import codecs
+import io
+import shlex
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import require_tools
+from mpinit.cmd_probe import escape
+from mpinit.testing import images
+from mpinit.testing.images import Partition, blkid_export
+from mpinit_agent import probe
+
+MUST_AGREE = ("TYPE", "UUID", "LABEL", "PTTYPE", "PTUUID")
+U1 = "0a1b2c3d-4e5f-4071-8293-a4b5c6d7e8f9"
+
+
+def tool(name):
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def sh(*argv, **kw):
+    return subprocess.run([str(a) for a in argv], check=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          **kw)
+
+
+def sparse(path, size):
+    with open(path, "wb") as f:
+        f.truncate(size)
+    return path
+
+
+def assert_agrees(path, offset=0, size=None):
+    """Our probe of path at offset against `blkid -p --offset`; returns our dict."""
+    ours = probe.probe(str(path), offset, size)
+    theirs = blkid_export(path, offset)
+    printed = dict((k, escape(v)) for k, v in ours.items())
+    for key in printed:
+        assert key in theirs, "we print %s=%s, blkid does not (%r)" % (key, printed[key], theirs)
+        assert printed[key] == theirs[key], (key, printed[key], theirs[key])
+    for key in MUST_AGREE:
+        assert (key in printed) == (key in theirs), (key, printed, theirs)
+    return ours
+
+
+# ---- real mkfs output -----------------------------------------------------------------------------------------
+
+MKFS = {
+    "ext4-label": ("mkfs.ext4", 4 << 20, ["-q", "-F", "-L", "root fs", "-U", U1]),
+    "ext4-nolabel": ("mkfs.ext4", 4 << 20, ["-q", "-F"]),
+    "ext4-4k-nojournal": ("mkfs.ext4", 16 << 20, ["-q", "-F", "-b", "4096", "-O", "^has_journal", "-L", "nj"]),
+    "ext3": ("mkfs.ext3", 8 << 20, ["-q", "-F", "-L", "e3"]),
+    "ext2": ("mkfs.ext2", 4 << 20, ["-q", "-F", "-L", "e2"]),
+    "vfat32-label": ("mkfs.vfat", 40 << 20, ["-F", "32", "-n", "EFI BOOT", "-i", "1a2b3c4d"]),
+    "vfat32-nolabel": ("mkfs.vfat", 40 << 20, ["-F", "32"]),
+    "vfat16-label": ("mkfs.vfat", 16 << 20, ["-F", "16", "-n", "DATA16"]),
+    "vfat16-nolabel": ("mkfs.vfat", 16 << 20, ["-F", "16"]),
+    "vfat12-label": ("mkfs.vfat", 1 << 20, ["-F", "12", "-n", "small"]),
+    "vfat12-nolabel": ("mkfs.vfat", 1 << 20, ["-F", "12"]),
+    "exfat-label": ("mkfs.exfat", 8 << 20, ["-L", "Stick Ünï"]),
+    "exfat-nolabel": ("mkfs.exfat", 8 << 20, []),
+    "btrfs": ("mkfs.btrfs", 120 << 20, ["-q", "-L", "my data", "-U", U1]),
+    "xfs": ("mkfs.xfs", 300 << 20, ["-q", "-L", "xlabel", "-m", "uuid=" + U1]),
+    "xfs-nolabel": ("mkfs.xfs", 300 << 20, ["-q"]),
+    "swap": ("mkswap", 1 << 20, ["-L", "swappy", "-U", U1]),
+    "swap-nolabel": ("mkswap", 1 << 20, []),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MKFS))
+def test_mkfs_images_agree_with_blkid(tmp_path, name):
+    cmd, size, opts = MKFS[name]
+    require_tools("blkid", cmd)
+    path = sparse(tmp_path / (name + ".img"), size)
+    sh(tool(cmd), *(opts + [path]))
+    ours = assert_agrees(path)
+    assert ours["TYPE"] == {"mkfs.vfat": "vfat", "mkswap": "swap"}.get(cmd, cmd[5:])
+
+
+@pytest.mark.parametrize("opts,label", [
+    (["-J", "-V", "ARCH_202401"], "ARCH_202401"),
+    (["-J", "-V", "Mixed Case Live"], "Mixed Case Live"),
+    (["-J", "-V", "A Label Longer Than Sixteen"], "A Label Longer Than Sixteen"),
+    (["-V", "NOJOLIET"], "NOJOLIET"),
+    (["-J", "-joliet-long", "-V", "Ünïcode"], None),
+    ([], None),
+])
+def test_iso9660_agrees_with_blkid(tmp_path, opts, label):
+    require_tools("blkid", "xorriso")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "hello.txt").write_text("hi")
+    path = tmp_path / "cd.iso"
+    sh("xorriso", "-as", "mkisofs", "-quiet", *opts, "-o", path, tmp_path / "root")
+    ours = assert_agrees(path)
+    assert ours["TYPE"] == "iso9660" and len(ours["UUID"]) == 22
+    if label is not None:
+        assert ours["LABEL"] == label
+
+
+def test_squashfs_agrees_with_blkid(tmp_path):
+    require_tools("blkid", "mksquashfs")
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "f").write_text("x" * 1000)
+    path = tmp_path / "fs.sqfs"
+    sh("mksquashfs", tmp_path / "root", path, "-quiet", "-noappend")
+    ours = assert_agrees(path)
+    assert ours["TYPE"] == "squashfs" and "UUID" not in ours
+
+
+@pytest.mark.parametrize("luks", ["luks1", "luks2"])
+def test_luks_agrees_with_blkid(tmp_path, luks):
+    require_tools("blkid", "cryptsetup")
+    path = sparse(tmp_path / "crypt.img", 20 << 20)
+    key = tmp_path / "key"
+    key.write_bytes(b"secret")
+    extra = ["--label", "vault"] if luks == "luks2" else []
+    proc = subprocess.run([tool("cryptsetup"), "luksFormat", "--batch-mode", "--type", luks, "--pbkdf", "pbkdf2",
+                           "--pbkdf-force-iterations", "1000", "--key-file", str(key), "--uuid", U1, *extra,
+                           str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        pytest.skip("cryptsetup luksFormat on a plain file failed here: %s" % proc.stderr.strip())
+    ours = assert_agrees(path)
+    assert ours["UUID"] == U1 and ours["VERSION"] == luks[-1]
+
+
+# ---- partition tables made by sgdisk and sfdisk -----------------------------------------------------------------
+
+def _partx(path):
+    out = sh("partx", "-P", "-o", "NR,START,SECTORS,UUID,NAME,TYPE", path, text=True).stdout
+    rows = []
+    for line in out.splitlines():
+        row = dict(kv.split("=", 1) for kv in shlex.split(line))
+        # partx -P writes bytes outside ASCII as \xNN escapes of the UTF-8 name.
+        row["NAME"] = codecs.decode(row["NAME"], "unicode_escape").encode("latin-1").decode("utf-8")
+        rows.append(row)
+    return rows
+
+
+def _put(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def _check_table(path):
+    ours = probe.partitions(str(path))
+    theirs = _partx(path)
+    assert [p["PART_ENTRY_NUMBER"] for p in ours] == [int(r["NR"]) for r in theirs]
+    for p, r in zip(ours, theirs):
+        assert p["PART_ENTRY_OFFSET"] == int(r["START"]) and p["PART_ENTRY_SIZE"] == int(r["SECTORS"])
+        assert p.get("PARTUUID", "") == r["UUID"]
+        assert p.get("PARTLABEL", "") == r["NAME"]
+        assert p["PART_ENTRY_TYPE"] == r["TYPE"]
+        assert_agrees(path, p["PART_ENTRY_OFFSET"] * 512, p["PART_ENTRY_SIZE"] * 512)
+    assert_agrees(path)
+    return ours
+
+
+def test_sgdisk_gpt(tmp_path):
+    require_tools("blkid", "partx", "sgdisk")
+    path = sparse(tmp_path / "gpt.img", 64 << 20)
+    sh(tool("sgdisk"), "-o", "-U", "11223344-5566-7788-99AA-BBCCDDEEFF00",
+       "-n", "1:2048:+16M", "-t", "1:ef00", "-c", "1:EFI system", "-u", "1:AAAAAAAA-0000-4000-8000-000000000001",
+       "-n", "3:0:+20M", "-t", "3:8300", "-c", "3:Live Ünï", "-n", "2:0:0", "-c", "2:", path)
+    _put(path, 2048 * 512, images.filesystem("vfat", label="EFI", uuid="ABCD-0123", size=16 << 20))
+    parts = _check_table(path)
+    assert parts[0]["PARTUUID"] == "aaaaaaaa-0000-4000-8000-000000000001"
+    assert parts[0]["PARTLABEL"] == "EFI system"
+    assert probe.probe(str(path))["PTUUID"] == "11223344-5566-7788-99aa-bbccddeeff00"
+
+
+def test_gpt_backup_header_is_used_when_the_primary_is_damaged(tmp_path):
+    require_tools("sgdisk")
+    path = sparse(tmp_path / "gpt.img", 8 << 20)
+    sh(tool("sgdisk"), "-o", "-n", "1:2048:+1M", "-c", "1:rescued", path)
+    good = probe.partitions(str(path))
+    _put(path, 512 + 16, b"\xff\xff\xff\xff")  # break the primary header's CRC
+    assert probe.partitions(str(path)) == good and good[0]["PARTLABEL"] == "rescued"
+
+
+def test_sfdisk_mbr_with_logical_partitions(tmp_path):
+    require_tools("blkid", "partx", "sfdisk")
+    path = sparse(tmp_path / "mbr.img", 64 << 20)
+    layout = ("label: dos\nlabel-id: 0x1234abcd\n"
+              "start=2048, size=8M, type=c, bootable\n"
+              "size=8M, type=83\n"
+              "size=4M, type=83\n"
+              "size=30M, type=5\n"
+              "size=8M, type=83\n"
+              "size=8M, type=82\n")
+    sh(tool("sfdisk"), "-q", path, input=layout.encode())
+    ext = images.filesystem("ext4", label="logical", uuid=U1, size=4 << 20)
+    parts = probe.partitions(str(path))
+    by_n = dict((p["PART_ENTRY_NUMBER"], p) for p in parts)
+    assert sorted(by_n) == [1, 2, 3, 4, 5, 6]
+    _put(path, by_n[5]["PART_ENTRY_OFFSET"] * 512, ext)
+    _put(path, by_n[1]["PART_ENTRY_OFFSET"] * 512, images.filesystem("vfat", label="BOOT", size=8 << 20))
+    parts = _check_table(path)
+    assert by_n[5]["PARTUUID"] == "1234abcd-05"
+    assert probe.probe_partition(str(path), by_n[5])["LABEL"] == "logical"
+
+
+# ---- synthetic images (the fake machine's disks) ----------------------------------------------------------------
+
+SYNTH = [("vfat", "BOOT", "1234-ABCD", 1 << 20), ("vfat", None, None, 1 << 20), ("fat16", "F16", None, 3 << 20),
+         ("fat12", "F12", None, 1 << 20), ("ext4", "r", U1, 1 << 20), ("ext2", None, None, 1 << 20),
+         ("iso9660", "Live CD", "2024-05-06-07-08-09-10", 1 << 20), ("squashfs", None, None, 1 << 20),
+         ("exfat", "Ex", "0123-4567", 4 << 20), ("swap", "s", U1, 1 << 20), ("btrfs", "b", U1, 2 << 20),
+         ("xfs", "x", U1, 2 << 20), ("crypto_LUKS", "l", U1, 1 << 20), ("crypto_LUKS1", None, U1, 1 << 20)]
+
+
+@pytest.mark.parametrize("fstype,label,uuid,size", SYNTH, ids=[s[0] + "-" + str(i) for i, s in enumerate(SYNTH)])
+def test_synthetic_images_agree_with_blkid(tmp_path, fstype, label, uuid, size):
+    require_tools("blkid")
+    path = tmp_path / "s.img"
+    path.write_bytes(images.filesystem(fstype, label=label, uuid=uuid, size=size))
+    ours = assert_agrees(path)
+    assert ours.get("LABEL") == label
+
+
+def test_synthetic_disks(tmp_path):
+    require_tools("blkid", "partx")
+    for table, kw in (("gpt", {"disk_uuid": U1}), ("dos", {"signature": 0xCAFE})):
+        parts = [Partition(images.filesystem("iso9660", label="CD", uuid="2024-01-01-00-00-00-00"),
+                           **({"partlabel": "live"} if table == "gpt" else {})),
+                 Partition(images.filesystem("ext4", label="persist"))]
+        path = tmp_path / (table + ".img")
+        path.write_bytes(images.disk(parts, table=table, **kw))
+        got = _check_table(path)
+        assert len(got) == 2
+        assert got[1]["PARTUUID"] == ("0000cafe-02" if table == "dos" else got[1]["PARTUUID"])
+
+
+# ---- plain behaviour ---------------------------------------------------------------------------------------------
+
+def test_nothing_recognised_is_empty():
+    assert probe.probe(io.BytesIO(bytes(70000))) == {}
+    assert probe.probe(io.BytesIO(b"")) == {}
+    assert probe.partitions(io.BytesIO(bytes(4096))) == []
+
+
+def test_truncated_superblock_is_not_a_filesystem():
+    data = images.filesystem("btrfs", label="b", size=2 << 20)
+    assert probe.probe(io.BytesIO(data))["TYPE"] == "btrfs"
+    assert probe.probe(io.BytesIO(data[:0x10000 + 100])) == {}
+
+
+def test_open_file_is_left_open_and_offsets_work():
+    disk = images.disk([Partition(images.filesystem("ext4", label="inner"), partlabel="p1")])
+    f = io.BytesIO(disk)
+    parts = probe.partitions(f)
+    assert probe.probe(f, parts[0]["PART_ENTRY_OFFSET"] * 512)["LABEL"] == "inner"
+    assert probe.probe_partition(f, parts[0])["PARTLABEL"] == "p1"
+    assert not f.closed
+
+
+def test_missing_file_raises_oserror_with_the_path(tmp_path):
+    with pytest.raises(OSError) as e:
+        probe.probe(str(tmp_path / "nope.img"))
+    assert "nope.img" in str(e.value)
+
+
+def test_utf16_surrogate_pairs():
+    assert probe._utf16("a😀".encode("utf-16-le") + b"\x00\x00xx", False) == "a😀"
+    assert probe._utf16("  ".encode("utf-16-be"), True) is None
+
+
+def test_pure_crc32_matches_zlib():
+    import zlib
+
+    data = bytes(range(256)) * 70
+    assert probe._crc32_py(data, 0) == zlib.crc32(data)
+    assert probe._crc32_py(data[100:], probe._crc32_py(data[:100], 0)) == zlib.crc32(data)
+
+
+@pytest.mark.runtime
+def test_same_results_under_micropython(runtime_binary, tmp_path):
+    """The frozen agent in the built /init gives the same dicts as CPython (MicroPython's struct, memoryview,
+    readinto and the hand-written UTF-16/CRC-32 paths)."""
+    import json
+
+    paths = []
+    extra = [("ext4", "Ünï €", None, 1 << 20), ("crypto_LUKS", "Ünï", None, 1 << 20)]
+    for fstype, label, uuid, size in SYNTH + extra:
+        path = tmp_path / ("%s-%d.img" % (fstype, len(paths)))
+        path.write_bytes(images.filesystem(fstype, label=label, uuid=uuid, size=size))
+        paths.append(path)
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(images.disk([Partition(images.filesystem("exfat", label="Ünï €", size=4 << 20),
+                                            partlabel="Ünï part"),
+                                  Partition(images.filesystem("iso9660", label="Joliet ü"))]))
+    paths.append(disk)
+    script = tmp_path / "probe_all.py"
+    script.write_text(
+        "import sys, json\n"
+        "from mpinit_agent import probe\n"
+        "for p in sys.argv[1:]:\n"
+        "    print(json.dumps([probe.probe(p)] + [probe.probe_partition(p, x) for x in probe.partitions(p)]))\n")
+    proc = subprocess.run([str(runtime_binary), str(script)] + [str(p) for p in paths], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert len(out) == len(paths)
+    for path, line in zip(paths, out):
+        want = [probe.probe(str(path))] + [probe.probe_partition(str(path), x) for x in probe.partitions(str(path))]
+        assert json.loads(line) == want, path
+
+
+ISOHYBRID_MBR = "/usr/lib/ISOLINUX/isohdpfx.bin"
+ISOLINUX_BIN = "/usr/lib/ISOLINUX/isolinux.bin"
+
+
+@pytest.mark.parametrize("kind", ["isohybrid", "isohybrid-efi", "appended"])
+def test_hybrid_iso_live_media(tmp_path, kind):
+    """The usual live USB image: an ISO that is also a partitioned disk (TYPE and PTTYPE both, like blkid)."""
+    require_tools("blkid", "partx", "xorriso")
+    import os
+
+    if kind.startswith("isohybrid") and not (os.path.exists(ISOHYBRID_MBR) and os.path.exists(ISOLINUX_BIN)):
+        pytest.skip("isolinux files missing (Debian package isolinux)")
+    root = tmp_path / "root"
+    (root / "live").mkdir(parents=True)
+    (root / "live" / "filesystem.squashfs").write_bytes(images.filesystem("squashfs"))
+    efi = tmp_path / "efi.img"
+    efi.write_bytes(images.filesystem("vfat", label="EFIBOOT", size=2 << 20))
+    argv = ["xorriso", "-as", "mkisofs", "-quiet", "-J", "-V", "LIVE_" + kind.upper().replace("-", "_")]
+    if kind.startswith("isohybrid"):
+        (root / "isolinux").mkdir()
+        (root / "isolinux" / "isolinux.bin").write_bytes(open(ISOLINUX_BIN, "rb").read())
+        argv += ["-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot", "-boot-load-size", "4",
+                 "-boot-info-table", "-isohybrid-mbr", ISOHYBRID_MBR]
+    if kind != "isohybrid":
+        argv += ["-append_partition", "2", "0xef", str(efi)]
+    path = tmp_path / "live.iso"
+    sh(*argv, "-o", path, root)
+    ours = assert_agrees(path)
+    assert ours["TYPE"] == "iso9660" and ours["PTTYPE"] == "dos"
+    parts = _check_table(path)
+    assert parts[0]["PART_ENTRY_OFFSET"] == 0   # the ISO itself is partition 1
