@@ -6,7 +6,7 @@ Usage (inside a test taking pyfakefs's `fs` fixture):  sys_ = StubSys(fs); ... ;
 
 import os
 
-from mpinit_agent import linux_abi
+from mpinit_agent import syscalls as _abi
 from mpinit_agent import syscalls
 
 
@@ -33,11 +33,11 @@ class StubSys:
         self.counts = {}
         self.exit_codes = dict(exit_codes or {})   # argv[0] -> exit code
         self.loops = 0
-        self.statfs_type = linux_abi.RAMFS_MAGIC
+        self.statfs_type = _abi.RAMFS_MAGIC
         self.saved = None
-        for k in dir(linux_abi):
+        for k in dir(_abi):
             if k.isupper():
-                setattr(self, k, getattr(linux_abi, k))
+                setattr(self, k, getattr(_abi, k))
 
     # plumbing
     def __enter__(self):
@@ -65,7 +65,7 @@ class StubSys:
     # the interface
     def mount(self, source, target, fstype, flags=0, data=None):
         self._call("mount", source, target, fstype, flags, data)
-        if flags & linux_abi.MS_MOVE:
+        if flags & _abi.MS_MOVE:
             for i, m in enumerate(self.mounts):
                 if m[1] == source:
                     self.mounts[i] = (m[0], target, m[2], m[3], m[4])
@@ -135,7 +135,7 @@ class StubSys:
         self._call("open", path, flags)
         if path.startswith("/dev/console") or path == "/dev/kmsg":
             return 7
-        return os.open(path, flags & ~linux_abi.O_CLOEXEC & ~linux_abi.O_NOCTTY, mode)
+        return os.open(path, flags & ~_abi.O_CLOEXEC & ~_abi.O_NOCTTY, mode)
 
     def close(self, fd):
         self._call("close", fd)

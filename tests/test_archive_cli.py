@@ -132,9 +132,11 @@ def test_extract_refuses_write_through_existing_symlink(tmp_path, capsys):
     dest = tmp_path / "out"
     dest.mkdir()
     os.symlink(outside, dest / "lib")
-    p = image(tmp_path, [cpio.write_newc([Entry("lib/evil", st.S_IFREG | 0o644, b"bad")])])
+    p = image(tmp_path, [cpio.write_newc([Entry("a-first", st.S_IFREG | 0o644, b"x"),
+                                          Entry("lib/evil", st.S_IFREG | 0o644, b"bad")])])
     assert cli.main(["extract", str(p), str(dest)]) == 2
-    assert "symlink" in capsys.readouterr().err and not (outside / "evil").exists()
+    assert "lib is a symlink; refusing" in capsys.readouterr().err and not (outside / "evil").exists()
+    assert sorted(os.listdir(dest)) == ["lib"]  # refused before writing anything
 
 
 def test_gnu_cpio_and_ours_agree(tmp_path, capsys):

@@ -302,3 +302,9 @@ def test_describe(rec, fs):
     assert lines[0] == '/dev/sda 8:0 2.0 MiB PTTYPE="dos"'
     assert lines[3] == ('/dev/sdb1 8:17 1.0 MiB removable TYPE="iso9660" LABEL="LIVE MEDIUM" UUID="%s" '
                         'PARTUUID="aaaaaaaa-0000-4000-8000-000000000001" PARTLABEL="Live/Part"' % ISO_UUID)
+
+
+def test_unattached_loop_devices_are_left_out(rec, fs):
+    add_disk(fs, "loop0", b"", 7, 0)
+    add_disk(fs, "loop1", images.filesystem("squashfs"), 7, 1)
+    assert [d.name for d in blockdev.scan()] == ["loop1"]

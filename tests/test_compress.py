@@ -42,6 +42,19 @@ def test_xz_uses_crc32_check():
         assert b"CRC32" in info.stdout
 
 
+def test_xz_dictionary_capped_for_the_kernel():
+    """The kernel vmallocs the header's dictionary size to unpack an xz initramfs: at most 1 MiB, whatever the
+    level (preset 6 alone would ask 8 MiB). A decoder limited to 3 MiB of memory still unpacks it."""
+    import lzma
+
+    for level in (6, 9):
+        packed = compress.compress(DATA, "xz", level)
+        assert lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=3 << 20).decompress(packed) == DATA
+    plain = lzma.compress(DATA, format=lzma.FORMAT_XZ, preset=6)
+    with pytest.raises(lzma.LZMAError):  # the limit does bite on a default xz stream
+        lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=3 << 20).decompress(plain)
+
+
 def test_lz4_is_legacy_frame():
     require_tools("lz4")
     assert compress.compress(b"abc" * 100, "lz4")[:4] == b"\x02\x21\x4c\x18"

@@ -141,6 +141,14 @@ def test_hardlinks_are_per_archive_and_per_device():
     assert x.link is None and y.link is None and (x.data, y.data) == (b"X", b"Y")
 
 
+def test_compressed_stream_inside_a_compressed_member_refused():
+    a = cpio.write_newc([Entry("a", st.S_IFREG | 0o644, b"1")], block=0)
+    image = a + compress.compress(a + compress.compress(a, "gzip"), "xz")
+    with pytest.raises(cpio.FormatError, match="offset %d of the xz member at offset %d: junk within compressed"
+                       % (len(a), len(a))):
+        cpio.read_image(image)
+
+
 def test_unaligned_archive_refused():
     a = cpio.write_newc([Entry("a", st.S_IFREG | 0o644, b"1")], block=0)
     with pytest.raises(cpio.FormatError, match="offset 1: cpio archive not 4-byte aligned"):

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from agent_stub import StubSys, keep_log_state
-from mpinit_agent import early, linux_abi as abi
+from mpinit_agent import early, syscalls as abi
 from mpinit_agent.failure import BootError
 
 MICROPYTHON = True
@@ -144,3 +144,10 @@ def test_run_summarises(fs):
         result = early.run(ctx)
     assert result == "/dev by devtmpfs, console yes, keymap none"
     assert ctx.console is True
+
+
+def test_devkmsg_rate_limit_is_lifted_while_booting(fs):
+    fs.create_file(early.DEVKMSG_SYSCTL, contents="ratelimit\n")
+    assert early.set_devkmsg("on") is True
+    assert open(early.DEVKMSG_SYSCTL).read() == "on\n"
+    assert early.set_devkmsg("on", "/proc/missing/printk_devkmsg") is False

@@ -99,3 +99,27 @@ def test_ld_so_conf_includes(tmp_path):
     (tmp_path / "etc/ld.so.conf.d/b.conf").write_text("/opt/b\n")
     (tmp_path / "etc/ld.so.conf.d/a.conf").write_text("/opt/c  # trailing\n")
     assert elfdeps.ld_so_conf_dirs(str(tmp_path)) == ["/opt/a", "/opt/c", "/opt/b"]
+
+
+def test_ld_so_searches():
+    for d in ("/lib", "/usr/lib/", "/usr/lib64", "/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"):
+        assert elfdeps.ld_so_searches(d), d
+    for d in ("/usr/local/lib", "/opt/lib", "/usr/lib/x86_64-linux-gnu/libfakeroot", "/usr/lib/python3"):
+        assert not elfdeps.ld_so_searches(d), d
+
+
+def test_library_only_in_ld_so_conf_is_flagged(tmp_path):
+    """Found through ld.so.conf in a directory ld.so does not search by itself: the image (no ld.so.cache) would
+    not load it, so the resolver records it; libc from a default directory is not recorded."""
+    require_tools("gcc")
+    lib = tmp_path / "opt" / "lib"
+    lib.mkdir(parents=True)
+    (tmp_path / "foo.c").write_text("int foo(void) { return 42; }\n")
+    (tmp_path / "main.c").write_text("int foo(void); int main(void) { return foo() - 42; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o", lib / "libfoo.so.1",
+                    tmp_path / "foo.c"], check=True)
+    subprocess.run(["gcc", "-o", tmp_path / "prog", tmp_path / "main.c", "-L", lib, "-l:libfoo.so.1"], check=True)
+    r = elfdeps.Resolver(extra_dirs=[str(lib)])
+    closure = r.closure(str(tmp_path / "prog"))
+    assert str(lib / "libfoo.so.1") in closure
+    assert r.cache_only == {str(lib / "libfoo.so.1"): str(lib)}

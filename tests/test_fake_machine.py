@@ -52,6 +52,12 @@ def read(path):
         return f.read()
 
 
+def block_devices():
+    """/sys/class/block without the unbound loop devices every kernel with the loop driver shows."""
+    return sorted(n for n in os.listdir("/sys/class/block")
+                  if not (n.startswith("loop") and read("/sys/class/block/%s/size" % n) == "0\n"))
+
+
 def mount_medium(m):
     """Up to the squashfs mounted on /run/base from a loop device."""
     api_mounts()
@@ -154,13 +160,13 @@ def test_disk_appears_only_after_its_driver_loads(fake_machine):
     api_mounts()
     devdir = "/sys/devices/pci0000:00/0000:00:03.0"
     assert read(devdir + "/modalias") == "virtio:d00000002v00001AF4\n"   # coldplug can see it
-    assert os.listdir("/sys/class/block") == []
+    assert block_devices() == []
     assert not os.path.exists("/dev/vda")
     with pytest.raises(OSError) as e:
         load("virtio_blk")                 # virtio_ring not loaded: unknown symbols
     assert e.value.errno == errno.ENOENT
     load("virtio_ring", "virtio_blk")
-    assert os.listdir("/sys/class/block") == ["vda"]
+    assert block_devices() == ["vda"]
     assert read("/sys/class/block/vda/dev") == "254:0\n"
     assert read("/sys/class/block/vda/size") == "%d\n" % (len(m.fat) // 512)
     assert read("/sys/class/block/vda/removable") == "0\n"
@@ -186,7 +192,7 @@ def test_late_usb_stick_appears_on_the_virtual_clock(fake_machine):
     sc.sleep_ms(2900)
     assert not os.path.exists("/sys/class/block/sdb")
     sc.sleep_ms(200)
-    assert sorted(os.listdir("/sys/class/block")) == ["sdb", "sdb1", "sdb2"]
+    assert block_devices() == ["sdb", "sdb1", "sdb2"]
     assert sc.uptime_ms() - t0 < 3200           # virtual: no real sleeping, but time is consistent
     assert read("/sys/class/block/sdb/removable") == "1\n"
     assert read("/sys/class/block/sdb2/partition") == "2\n"
@@ -200,7 +206,7 @@ def test_mbr_disk_partitions(fake_machine):
     m.add_disk("sda", [m.partition(m.filesystem("ext4", label="ROOT"))], table="mbr", signature=0x1234)
     m.start()
     api_mounts()
-    assert sorted(os.listdir("/sys/class/block")) == ["sda", "sda1"]
+    assert block_devices() == ["sda", "sda1"]
 
 
 def test_mknod_block_node_holds_the_device_bytes(fake_machine):
@@ -383,7 +389,9 @@ def test_umount_busy_not_mounted_and_loop_autoclear(fake_machine):
         sc.loop_attach("/run/medium/nothing")
     assert e.value.errno == errno.ENOENT
     sc.umount("/run/base")
-    assert not os.path.exists("/dev/loop0") and not os.path.exists("/sys/class/block/loop0")
+    # LO_FLAGS_AUTOCLEAR: unbound again; the device itself stays (size 0, no loop/ attributes).
+    assert read("/sys/class/block/loop0/size") == "0\n" and not os.path.exists("/sys/class/block/loop0/loop")
+    assert os.path.getsize("/dev/loop0") == 0
     sc.mount("tmpfs", "/sysroot", "tmpfs", 0, None)
     os.makedirs("/sysroot/run")
     sc.mount("tmpfs", "/sysroot/run", "tmpfs", 0, None)
@@ -403,10 +411,10 @@ def test_loop_detach_of_a_mounted_device_sets_autoclear(fake_machine):
     sc.loop_detach(loop)
     assert os.path.exists(loop)
     sc.umount("/run/base")
-    assert not os.path.exists(loop)
+    assert read("/sys/class/block/loop0/size") == "0\n"
     with pytest.raises(OSError) as e:
         sc.loop_detach(loop)
-    assert e.value.errno == errno.ENOENT
+    assert e.value.errno == errno.ENXIO          # LOOP_CLR_FD on an unbound device
 
 
 def test_bind_mount_shows_the_same_tree(fake_machine):
@@ -641,7 +649,8 @@ def test_agent_first_stages_run_in_the_machine(fake_machine):
     # The real agent up to an rd.break before 'devices': early mounts, coldplug through the alias table, hooks,
     # and the rescue REPL reading console_input; needs no blockdev.py.
     m = live_machine(fake_machine, cmdline="root=live:LABEL=MPLIVE rd.break=devices")
-    m.add_hook("10-mark.py", "def after_modules(ctx):\n    with open('/run/hook-ran', 'w') as f:\n        f.write('yes')\n")
+    m.add_hook("10-mark.py",
+               "def after_modules(ctx):\n    with open('/run/hook-ran', 'w') as f:\n        f.write('yes')\n")
     m.console_input = ["print('sum', 20 + 22)"]
     result = m.boot()
     assert result.stuck and result.rescue and not result.handed_off, result.console
@@ -729,3 +738,74 @@ def test_initramfs_cleanup_is_observable(fake_machine):
     assert "/etc/keep-me" not in result.initramfs_left and "/sysroot" in result.initramfs_left
     assert "/sysroot/in-new-root" not in result.initramfs_left       # another mount: not the initramfs
     assert contract.CONFIG_PATH not in result.initramfs_left and "/etc/mpinit" in result.initramfs_left
+
+
+def test_each_boot_is_a_fresh_pid1():
+    # Agent modules keep state in globals (blockdev's probe cache): a second boot in the same test process must
+    # not see the first one's, as a real PID 1 never would.
+    blockdev = pytest.importorskip("mpinit_agent.blockdev", reason="the agent's blockdev.py has not landed yet")
+    seen = []
+    for fstype, label in (("vfat", "FIRST"), ("ext4", "SECOND")):
+        m = FakeMachine(builtin=("loop",))
+        m.add_disk("vda", m.filesystem(fstype, label=label))
+
+        def scan():
+            sc.mount("sysfs", "/sys", "sysfs", 0, None)
+            sc.mount("devtmpfs", "/dev", "devtmpfs", 0, None)
+            seen.append(blockdev.describe(blockdev.scan()))
+
+        result = m.boot(scan)
+        assert result.error is None, result.error
+    assert 'LABEL="FIRST"' in seen[0] and 'LABEL="SECOND"' in seen[1], seen
+
+
+def test_unbound_loops_and_char_devices_fill_dev_without_devtmpfs(fake_machine):
+    # What an mdev-like /dev needs: /sys/dev/{block,char} entries with DEVNAME, loop0..7 present but unbound.
+    m = fake_machine(devtmpfs=False)
+    m.add_disk("vda", m.filesystem("ext4", label="ROOT"))
+    m.start()
+    sc.mount("sysfs", "/sys", "sysfs", 0, None)
+    sc.mount("tmpfs", "/dev", "tmpfs", 0, "mode=0755")
+    assert ["loop%d" % n for n in range(8)] == sorted(n for n in os.listdir("/sys/class/block") if "loop" in n)
+    assert "DEVNAME=loop-control" in read("/sys/dev/char/10:237/uevent")
+    assert "DEVNAME=console" in read("/sys/dev/char/5:1/uevent")
+    with pytest.raises(OSError) as e:
+        sc.loop_attach("/etc/mpinit/modules.tbl")      # no /dev/loop-control node yet
+    assert e.value.errno == errno.ENOENT
+    sc.mknod("/dev/loop-control", sc.S_IFCHR | 0o600, sc.makedev(10, 237))
+    with pytest.raises(OSError) as e:
+        sc.loop_attach("/etc/mpinit/modules.tbl")      # no /dev/loop0 node: the open fails
+    assert e.value.errno == errno.ENOENT and e.value.filename == "/dev/loop0"
+    sc.mknod("/dev/loop0", sc.S_IFBLK | 0o600, sc.makedev(7, 0))
+    assert os.path.getsize("/dev/loop0") == 0
+    assert sc.loop_attach("/etc/mpinit/modules.tbl") == "/dev/loop0"
+    with open("/dev/loop0", "rb") as f, open("/etc/mpinit/modules.tbl", "rb") as g:
+        assert f.read() == g.read()                      # a mknod()ed node reads what the device holds now
+
+
+def test_whole_live_boot_without_devtmpfs(fake_machine):
+    pytest.importorskip("mpinit_agent.blockdev", reason="the agent's blockdev.py has not landed yet")
+    m = whole_boot_machine(fake_machine, devtmpfs=False)
+    m.add_disk("vda", m.fat)
+    result = m.boot()
+    assert result.handed_off, result.console
+    assert result.mount_at("/dev")[2] == "tmpfs"
+    made = [c[0] for c in result.calls_to("mknod")]
+    assert "/dev/loop-control" in made and "/dev/loop0" in made and "/dev/vda" in made
+    assert result.mount_at(contract.IMAGE_MOUNT)[0] == "/dev/loop0"
+
+
+def test_fresh_pid1_resets_runtime_globals_but_keeps_patched_constants(monkeypatch):
+    from mpinit_agent import blockdev, log
+
+    pristine_debug = log._debug
+    monkeypatch.setattr(blockdev, "_POLL_MS", 7)      # a test's own tuning survives
+    log._debug = not pristine_debug                    # as a previous boot's `debug` left it
+    blockdev._cache["stale"] = ((1, 2), 3, {})
+    m = FakeMachine()
+    m.start()
+    try:
+        assert log._debug == pristine_debug and "stale" not in blockdev._cache
+        assert blockdev._POLL_MS == 7
+    finally:
+        m.stop()

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agent_stub import Exec, StubSys
-from mpinit_agent import cmdline, contract, handoff, linux_abi as abi, main
+from mpinit_agent import cmdline, contract, handoff, syscalls as abi, main
 from mpinit_agent.failure import BootError
 
 MICROPYTHON = True
@@ -163,3 +163,20 @@ def test_exec_failure_tries_the_next_kernel_init(fs):
             handoff.run(ctx_for())
     assert ei.value.path == "/etc/init"
     assert [c[1][0] for c in s.calls if c[0] == "execv"] == ["/sbin/init", "/etc/init"]
+
+
+def test_resume_after_a_late_failure_continues_with_the_failed_step(fs):
+    make_root(fs)
+    ctx = ctx_for()
+    s = StubSys(fs)
+    s.fail("chdir", abi.EIO, nth=1)
+    with s:
+        with pytest.raises(BootError, match="chdir /sysroot failed"):
+            handoff.run(ctx)
+        assert ctx.handoff_step == 2 and not fs.exists("/init")
+        moves_before = len([c for c in s.calls if c[0] == "mount"])
+        with pytest.raises(Exec):
+            handoff.run(ctx)
+    later = [c[1][:2] for c in s.calls if c[0] == "mount"][moves_before:]
+    assert later == [(".", "/")]  # /dev /proc /sys /run are not moved twice
+    assert ctx.handoff_step == 5

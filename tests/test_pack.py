@@ -86,6 +86,23 @@ def test_config_cmdline_hook_and_inputs(tmp_path, init):
     assert tree["usr/bin/tool"].data == b"#!/bin/sh\n"
 
 
+def test_user_inputs_over_base_or_generated_files_are_said(tmp_path, init, capsys):
+    src = tmp_path / "tree"
+    (src / "etc/mpinit").mkdir(parents=True)
+    (src / "init").write_text("#!/bin/sh\n")
+    (src / "etc/mpinit/config.json").write_text('{"shell": false}')
+    status, tree = pack(tmp_path, init, "--dir", src)
+    assert status == 0
+    err = capsys.readouterr().err
+    assert "warning: /init of the base image replaced by %s" % (src / "init") in err
+    assert "warning: /etc/mpinit/config.json from %s is replaced by the one pack generates (use --config" % (
+        src / "etc/mpinit/config.json") in err
+    assert tree["init"].data == b"#!/bin/sh\n"  # a custom /init is allowed
+    assert json.loads(tree["etc/mpinit/config.json"].data)["shell"] is True
+    pack(tmp_path, init, out="plain.img")
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_binary_brings_its_libraries(tmp_path, init):
     require_tools("ldd")
     status, tree = pack(tmp_path, init, "--binary", "/sbin/e2fsck")
@@ -116,6 +133,58 @@ def test_binaries_run_inside_the_image(tmp_path, init):
         assert proc.returncode == 0, (program, proc.stdout)
 
 
+def test_library_ld_so_would_not_find_is_a_warning(tmp_path, init, capsys, monkeypatch):
+    from mpinit import elfdeps
+
+    require_tools("gcc")
+    lib = tmp_path / "opt"
+    lib.mkdir()
+    (tmp_path / "foo.c").write_text("int foo(void) { return 42; }\n")
+    (tmp_path / "main.c").write_text("int foo(void); int main(void) { return foo() - 42; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o", lib / "libfoo.so.1",
+                    tmp_path / "foo.c"], check=True)
+    subprocess.run(["gcc", "-o", tmp_path / "prog", tmp_path / "main.c", "-L", lib, "-l:libfoo.so.1"], check=True)
+    host_dirs = elfdeps.ld_so_conf_dirs("/")
+    monkeypatch.setattr(elfdeps, "ld_so_conf_dirs", lambda root: host_dirs + [str(lib)])  # as if ld.so.conf had it
+    status, tree = pack(tmp_path, init, "--add", "%s:/bin/prog" % (tmp_path / "prog"))
+    assert status == 0 and (str(lib) + "/libfoo.so.1").lstrip("/") in tree
+    assert "warning: %s/libfoo.so.1: found through /etc/ld.so.conf in %s" % (lib, lib) in capsys.readouterr().err
+
+
+def test_script_without_its_interpreter_is_a_warning(tmp_path, init, capsys):
+    script = tmp_path / "net.sh"
+    script.write_text("#!/bin/sh -e\necho hi\n")
+    status, tree = pack(tmp_path, init, "--add", "%s:/usr/bin/net" % script, out="a.img")
+    assert status == 0 and tree["usr/bin/net"].data.startswith(b"#!/bin/sh")
+    assert "warning: %s: a script for /bin/sh, which is not in the image" % script in capsys.readouterr().err
+    busybox = tmp_path / "busybox"  # reached through symlinks in the image: /bin -> usr/bin, sh -> busybox
+    busybox.write_bytes(b"not really busybox")
+    lst = tmp_path / "l"
+    lst.write_text("slink /bin usr/bin 777 0 0\nslink /usr/bin/sh busybox 777 0 0\n"
+                   "file /usr/bin/busybox %s 755 0 0\n" % busybox)
+    assert pack(tmp_path, init, "--list", lst, "--add", "%s:/usr/bin/net" % script, out="b.img")[0] == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_origin_program_moved_is_a_warning(tmp_path, init, capsys):
+    require_tools("gcc")
+    lib = tmp_path / "opt" / "lib"
+    lib.mkdir(parents=True)
+    (tmp_path / "opt" / "bin").mkdir()
+    (tmp_path / "foo.c").write_text("int foo(void) { return 42; }\n")
+    (tmp_path / "main.c").write_text("int foo(void); int main(void) { return foo() - 42; }\n")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-Wl,-soname,libfoo.so.1", "-o", lib / "libfoo.so.1",
+                    tmp_path / "foo.c"], check=True)
+    prog = tmp_path / "opt" / "bin" / "prog"
+    subprocess.run(["gcc", "-o", prog, tmp_path / "main.c", "-L", lib, "-l:libfoo.so.1",
+                    "-Wl,-rpath,$ORIGIN/../lib"], check=True)
+    assert pack(tmp_path, init, "--binary", prog, out="a.img")[0] == 0
+    assert "warning" not in capsys.readouterr().err
+    status, tree = pack(tmp_path, init, "--add", "%s:/usr/bin/prog" % prog, out="b.img")
+    assert status == 0 and str(lib / "libfoo.so.1").lstrip("/") in tree
+    assert "its RPATH/RUNPATH uses $ORIGIN, but it goes to /usr/bin/prog" in capsys.readouterr().err
+
+
 def test_keymap(tmp_path, init):
     bmap = tmp_path / "us.bmap"
     bmap.write_bytes(b"bkeymap" + b"\x01" + bytes(255) + bytes(256))
@@ -143,6 +212,22 @@ def test_each_compression_unpacked_by_system_tools(tmp_path, init, method, tool)
                          check=True).stdout
     names = subprocess.run(["cpio", "-t", "--quiet"], input=raw, stdout=subprocess.PIPE, check=True).stdout
     assert {"init", "dev/console", "dev/null", "etc/mpinit/config.json"} <= set(names.decode().split())
+
+
+def test_gnu_cpio_and_bsdcpio_list_what_we_read(tmp_path, init):
+    """A full image (programs with libraries, a list with device nodes and hardlinks): both independent readers
+    list exactly the entries our reader finds."""
+    require_tools("cpio", "bsdcpio")
+    (tmp_path / "data").write_bytes(b"x" * 5000)
+    lst = tmp_path / "l"
+    lst.write_text("nod /dev/sda 660 0 6 b 8 0\npipe /run/fifo 600 0 0\nfile /a %s 644 0 0 /b /c\n"
+                   % (tmp_path / "data"))
+    assert pack(tmp_path, init, "--list", lst, "--binary", "/usr/bin/xz", "--compress", "none")[0] == 0
+    data = (tmp_path / "initrd.img").read_bytes()
+    ours = sorted(e.name for m in cpio.read_image(data) for e in m.entries)
+    for tool in (["cpio", "-t", "--quiet"], ["bsdcpio", "-t", "--quiet"]):
+        out = subprocess.run(tool, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True).stdout
+        assert sorted(out.decode().split("\n")[:-1]) == ours, tool
 
 
 # ---- kernel modules (the Debian cloud kernel) --------------------------------------------------------------
@@ -183,6 +268,26 @@ def test_missing_module_warns_without_strict(tmp_path, init, debian_kernel, caps
                         "squashfs,no_such_module_xyz")
     assert status == 0 and any(n.endswith("/squashfs.ko") for n in tree)
     assert "warning: no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_config_modules_are_shipped(tmp_path, init, debian_kernel, capsys):
+    """The config's "modules" (loaded by the agent at boot) come with their dependencies even when --modules
+    does not name them; without a module tree pack says they cannot be shipped."""
+    pytest.importorskip("mpinit.kmod")
+    cfg = tmp_path / "c.json"
+    cfg.write_text('{"modules": ["xfs"]}')
+    status, tree = pack(tmp_path, init, "--kernel-modules", debian_kernel.modules_dir, "--modules", "squashfs",
+                        "--config", cfg, out="a.img")
+    assert status == 0
+    shipped = {n.rsplit("/", 1)[-1] for n in tree if n.endswith(".ko")}
+    assert {"squashfs.ko", "xfs.ko"} <= shipped
+    assert json.loads(tree[contract.CONFIG_PATH.lstrip("/")].data)["modules"] == ["xfs"]
+    capsys.readouterr()
+    assert pack(tmp_path, init, "--config", cfg, out="b.img")[0] == 0
+    assert 'config "modules" (xfs): no module tree given' in capsys.readouterr().err
+    cfg.write_text('{"modules": ["no_such_module_xyz"]}')
+    _bad(tmp_path, init, capsys, "--kernel-modules", debian_kernel.modules_dir, "--modules", "squashfs",
+         "--config", cfg, "--strict", match="no_such_module_xyz")
 
 
 # ---- bad inputs: clear error naming the input, nothing left behind -----------------------------------------
@@ -252,10 +357,20 @@ def test_bad_hook_and_keymap(tmp_path, init, capsys):
 
 
 def test_modules_without_tree_and_missing_tree(tmp_path, init, capsys):
-    _bad(tmp_path, init, capsys, "--modules", "squashfs", match="needs a module tree")
+    _bad(tmp_path, init, capsys, "--modules", "squashfs", match="--modules needs a module tree")
+    _bad(tmp_path, init, capsys, "--host-only", match="--host-only needs a module tree")
     pytest.importorskip("mpinit.kmod")
     _bad(tmp_path, init, capsys, "--kernel-modules", tmp_path / "nomods", match="nomods: not a directory")
     _bad(tmp_path, init, capsys, "--kver", "../etc", match="--kver")
+
+
+def test_output_in_missing_directory_or_a_directory(tmp_path, init, capsys):
+    out = tmp_path / "no" / "initrd.img"
+    assert cli.main(["pack", "-o", str(out), "--init", str(init)]) == 2
+    assert "mpinit: error: -o %s: directory %s does not exist\n" % (out, out.parent) == capsys.readouterr().err
+    assert cli.main(["pack", "-o", str(tmp_path), "--init", str(init)]) == 2
+    assert "-o %s: is a directory" % tmp_path in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mpinit-init"]
 
 
 def test_failure_keeps_previous_output(tmp_path, init, capsys):

@@ -2,6 +2,7 @@
 own with no conftest, gets the `fake_machine` fixture from the installed package alone."""
 
 import importlib.metadata
+import os
 
 pytest_plugins = ["pytester"]
 
@@ -105,3 +106,18 @@ def test_fixture_is_listed_with_its_documentation(pytester):
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
     result.stdout.fnmatch_lines(["fake_machine*", "*factory*"])
+
+
+def doc_example():
+    """The complete example of docs/fake-machine.md, as a user would paste it into a test file."""
+    path = os.path.join(os.path.dirname(__file__), "..", "docs", "fake-machine.md")
+    with open(path) as f:
+        text = f.read()
+    section = text.split("## A complete example", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_documented_example_passes(pytester):
+    pytester.makepyfile(test_example=doc_example())
+    result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)

@@ -8,6 +8,7 @@ import codecs
 import io
 import shlex
 import shutil
+import struct
 import subprocess
 
 import pytest
@@ -344,3 +345,52 @@ def test_hybrid_iso_live_media(tmp_path, kind):
     assert ours["TYPE"] == "iso9660" and ours["PTTYPE"] == "dos"
     parts = _check_table(path)
     assert parts[0]["PART_ENTRY_OFFSET"] == 0   # the ISO itself is partition 1
+
+
+def _fat32_root(data):
+    reserved, = struct.unpack_from("<H", data, 14)
+    fats = data[16]
+    fat32_len, = struct.unpack_from("<I", data, 36)
+    return (reserved + fats * fat32_len) * 512
+
+
+@pytest.mark.parametrize("root_label,boot_label", [
+    (None, b"BOOTL      "),            # no root-dir entry: LABEL_FATBOOT only
+    (b"BOOTL      ", b"NO NAME    "),  # root-dir entry only
+    (b"NO NAME    ", b"BOOTL      "),  # blkid 2.38 reports a root-dir "NO NAME" as the LABEL
+    (b"lower case ", b"Boot Lbl   "),  # both, different
+])
+def test_fat_label_sources(tmp_path, root_label, boot_label):
+    require_tools("blkid")
+    data = bytearray(images.filesystem("vfat", label="BOOTL", uuid="1111-2222"))
+    root = _fat32_root(data)
+    if root_label is None:
+        data[root:root + 32] = bytes(32)
+    else:
+        data[root:root + 11] = root_label
+    data[71:82] = boot_label
+    path = tmp_path / "fat.img"
+    path.write_bytes(bytes(data))
+    assert_agrees(path)
+
+
+def test_luks2_found_by_its_secondary_header(tmp_path):
+    require_tools("blkid")
+    data = bytearray(images.filesystem("crypto_LUKS", label="vault", uuid=U1, size=1 << 20))
+    second = bytearray(data[0:4096])
+    second[0:6] = b"SKUL\xba\xbe"
+    struct.pack_into(">Q", second, 256, 0x4000)
+    data[0x4000:0x4000 + 4096] = second
+    data[0:4096] = bytes(4096)      # primary header wiped
+    path = tmp_path / "luks.img"
+    path.write_bytes(bytes(data))
+    ours = assert_agrees(path)
+    assert ours["UUID"] == U1 and ours["LABEL"] == "vault"
+
+
+def test_iso_dates():
+    assert probe._iso_date(b"2024010203040506\x00") == "2024-01-02-03-04-05-06"
+    assert probe._iso_date(b"0000000000000000\x00") is None
+    assert probe._iso_date(b"0000000000000000\x04") == "0000-00-00-00-00-00-00"
+    assert probe._iso_date(b"2024\x00" + bytes(12)) == "2024-"
+    assert probe._iso_date(bytes(17)) is None

@@ -133,7 +133,7 @@ def test_boot_without_marker_hits_the_deadline_and_is_killed(qemu_ready, tmp_pat
     r = qemu.boot(qemu_ready.vmlinuz, initrd, append="quiet", memory_mb=256, timeout_s=25)
     assert not r.ok and r.marker_line is None
     assert r.timed_out
-    assert r.exit_status != 0
+    assert "STUCK" in r.output  # the console was captured up to the kill
 
 
 @pytest.mark.e2e

@@ -4,7 +4,7 @@ shell-off reboot path."""
 import pytest
 
 from agent_stub import StubSys
-from mpinit_agent import cmdline, contract, linux_abi as abi, rescue
+from mpinit_agent import cmdline, contract, syscalls as abi, rescue
 from mpinit_agent.failure import BootError
 
 MICROPYTHON = True
@@ -156,3 +156,19 @@ def test_on_failure_hooks_run_and_their_failure_does_not_hide_the_first(fs, caps
         assert rescue.fail(ctx, BootError("root", "first")) is True
     text = capsys.readouterr().out
     assert "first" in text and "on_failure hook failed too" in text
+
+
+def test_dmesg_reads_records_until_the_end(fs, capsys, monkeypatch):
+    records = [b"6,1,1500000,-;first line\n", b"4,2,2000001,-;second\n"]
+    s = StubSys(fs)
+
+    def read(fd, n):
+        if records:
+            return records.pop(0)
+        raise OSError(abi.EAGAIN, "again")
+
+    monkeypatch.setattr(s, "read", read)
+    with s:
+        rescue.dmesg()
+    assert capsys.readouterr().out == "[    1.500000] first line\n[    2.000001] second\n"
+    assert ("close", (7,)) in s.calls

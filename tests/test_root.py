@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from agent_stub import StubSys
-from mpinit_agent import cmdline, contract, linux_abi as abi, main, root
+from mpinit_agent import cmdline, contract, syscalls as abi, main, root
 from mpinit_agent.failure import BootError
 
 MICROPYTHON = True

@@ -4,7 +4,7 @@ the medium."""
 import pytest
 
 from agent_stub import StubSys
-from mpinit_agent import cmdline, contract, linux_abi as abi, main, toram
+from mpinit_agent import cmdline, contract, syscalls as abi, main, toram
 from mpinit_agent.failure import BootError
 
 MICROPYTHON = True
@@ -35,7 +35,7 @@ def test_decide(mode, size, avail, optical, copy):
 
 
 def test_decide_forced_without_room_is_a_clear_error():
-    with pytest.raises(BootError, match="not enough RAM") as ei:
+    with pytest.raises(BootError, match="not enough memory") as ei:
         toram.decide("yes", 950 * MiB, 1000 * MiB, 64 * MiB, False)
     assert "950 MiB" in ei.value.message and "1000 MiB" in ei.value.message and ei.value.stage == "toram"
 
@@ -76,14 +76,14 @@ def test_copy_to_ram_and_release_the_medium(fs, capsys):
 def test_auto_without_room_boots_from_the_medium(fs):
     ctx = live_ctx(fs, "root=live:LABEL=LIVE copytoram=auto", avail_kb=3000)
     with StubSys(fs) as s:
-        assert toram.run(ctx).startswith("skipped: copytoram=auto: not enough RAM")
+        assert toram.run(ctx).startswith("skipped: copytoram=auto: not enough memory")
     assert s.mounts == [] and ctx.image.startswith(contract.MEDIUM_MOUNT)
 
 
 def test_forced_without_room_fails(fs):
     ctx = live_ctx(fs, "root=live:LABEL=LIVE toram", avail_kb=3000)
     with StubSys(fs):
-        with pytest.raises(BootError, match="not enough RAM"):
+        with pytest.raises(BootError, match="not enough memory"):
             toram.run(ctx)
 
 

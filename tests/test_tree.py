@@ -70,3 +70,18 @@ def test_source_date_epoch(monkeypatch):
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "soon")
     with pytest.raises(TreeError, match="SOURCE_DATE_EPOCH"):
         source_date_epoch()
+
+
+def test_lookup_follows_symlinks_in_the_image():
+    t = Tree()
+    t.add_file("usr/bin/busybox", b"BB", 0o755)
+    t.add_symlink("bin", "usr/bin")
+    t.add_symlink("usr/bin/sh", "busybox")
+    t.add_symlink("sbin", "/bin")
+    t.add_symlink("loop", "loop")
+    t.add_symlink("dangling", "nowhere/x")
+    assert t.lookup("/bin/sh").data == b"BB"
+    assert t.lookup("/sbin/sh") is t.lookup("usr/bin/busybox")
+    assert t.lookup("/usr/bin/../bin/./sh").data == b"BB"
+    assert t.lookup("/bin").isdir()
+    assert t.lookup("/loop") is None and t.lookup("/dangling") is None and t.lookup("/usr/nope") is None

@@ -13,6 +13,8 @@
 # sectors whatever the logical block size, a partition has a <dev>/partition file holding its number and lives in
 # its disk's directory (so /sys/class/block/<disk>/<part> exists), <disk>/removable is the disk's flag, <dev>/ro
 # the read-only flag; uevent holds DEVTYPE, PARTN and PARTNAME (the GPT name) for partitions.
+import os
+
 from micropython import const
 
 from . import fsutil
@@ -51,6 +53,7 @@ class Device:
         self.is_partition = is_partition
         self.partn = partn                # partition number (sda1 -> 1), None for a disk
         self.parent = parent              # the disk's name for a partition, None for a disk
+        self.sector = 512                 # logical block size (queue/logical_block_size of the disk)
         self.info = info if info is not None else {}
 
     def get(self, key, default=None):
@@ -101,18 +104,17 @@ def _parent_of(name, disks):
     return None
 
 
-def _read_table(disk, base, devno, size):
-    hit = _tables.get(disk)
-    if hit is not None and hit[0] == devno and hit[1] == size:
+def _read_table(disk):
+    hit = _tables.get(disk.name)
+    if hit is not None and hit[0] == disk.devno and hit[1] == disk.size:
         return hit[2]
     from . import probe
 
-    sector = _int(fsutil.read_text(base + "/queue/logical_block_size", "512"), 512) or 512
     try:
-        parts = probe.partitions(DEV + "/" + disk, sector=sector)
+        parts = probe.partitions(disk.path, sector=disk.sector)
     except OSError:
         return []  # not cached: the medium may become readable later
-    _tables[disk] = (devno, size, parts)
+    _tables[disk.name] = (disk.devno, disk.size, parts)
     return parts
 
 
@@ -125,7 +127,7 @@ def _probe(dev):
     from . import probe
 
     try:
-        info = probe.probe(dev.path)
+        info = probe.probe(dev.path, sector=dev.sector)
     except OSError:
         return {}  # I/O error or medium gone: not cached, tried again on the next scan
     _cache[dev.name] = (dev.devno, dev.size, dict(info))
@@ -133,8 +135,8 @@ def _probe(dev):
 
 
 def scan():
-    """Every block device in /sys/class/block (disks first, then partitions, each group by name), with /dev nodes
-    made where missing and `info` filled from the probes (cached across calls)."""
+    """Every block device in /sys/class/block (disks first, then partitions, each group by name; unattached loop
+    devices left out), with /dev nodes made where missing and `info` filled from the probes (cached)."""
     names = fsutil.listdir(SYS_BLOCK)
     disks = []
     parts = []
@@ -153,6 +155,8 @@ def scan():
             continue  # vanished while we looked, or not a device directory
         devno = (_int(devtext[:i]), _int(devtext[i + 1:]))
         size = _int(fsutil.read_text(base + "/size", "0")) * 512
+        if not size and name.startswith("loop"):
+            continue  # an unattached loop device: nothing to find there, and eight of them are noise in reports
         ro = fsutil.read_text(base + "/ro", "0") == "1"
         d = Device(name, devno, size, ro=ro)
         if name in parts:
@@ -161,9 +165,12 @@ def scan():
             d.partn = _int(ev.get("PARTN") or fsutil.read_text(base + "/partition", ""), None)
             d.parent = _parent_of(name, disks)
             disk = by_name.get(d.parent)
-            d.removable = disk.removable if disk is not None else False
+            if disk is not None:
+                d.removable = disk.removable
+                d.sector = disk.sector
         else:
             d.removable = fsutil.read_text(base + "/removable", "0") == "1"
+            d.sector = _int(fsutil.read_text(base + "/queue/logical_block_size", "512"), 512) or 512
         try:
             ensure_node(d)
         except OSError:
@@ -173,7 +180,7 @@ def scan():
             entry = None
             disk = by_name.get(d.parent)
             if disk is not None and disk.info.get("PTTYPE"):
-                for p in _read_table(disk.name, SYS_BLOCK + "/" + disk.name, disk.devno, disk.size):
+                for p in _read_table(disk):
                     if p["PART_ENTRY_NUMBER"] == d.partn:
                         entry = p
                         break
@@ -258,9 +265,7 @@ def make_links(devices):
             try:
                 if sc.readlink(path) == target:
                     continue
-                import os
-
-                os.remove(path)
+                os.remove(path)   # a stale link from an earlier scan (the device was replaced)
             except OSError:
                 pass
             sc.symlink(target, path)

@@ -18,9 +18,23 @@ _DEV_MODE_PRIVATE = const(0o600)
 _PUBLIC = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 
 
+def is_mountpoint(path):
+    """True when path is on another device than its parent (a rerun after resume() must not stack a second
+    /dev over the first: Linux allows that and it would hide /dev/pts)."""
+    try:
+        return sc.lstat(path)[2] != sc.lstat(fsutil.dirname(path) or "/")[2]
+    except OSError:
+        return False
+
+
 def _mount(source, target, fstype, flags, data):
     """Mount one API filesystem; already mounted (EBUSY) is fine. Raises BootError naming the mount."""
-    fsutil.makedirs(target)
+    if is_mountpoint(target):
+        return
+    try:
+        fsutil.makedirs(target)
+    except OSError:
+        pass  # exists as a mount point already (a rerun after resume()), or mount(2) will say what is wrong
     try:
         sc.mount(source, target, fstype, flags, data)
     except OSError as e:
@@ -40,7 +54,10 @@ def mount_api_filesystems():
     how = "devtmpfs"
     fsutil.makedirs("/dev")
     try:
-        sc.mount("devtmpfs", "/dev", "devtmpfs", sc.MS_NOSUID, "mode=0755")
+        if is_mountpoint("/dev"):
+            how = "an earlier run"
+        else:
+            sc.mount("devtmpfs", "/dev", "devtmpfs", sc.MS_NOSUID, "mode=0755")
     except OSError as e:
         err = e.args[0] if e.args else 0
         if err == sc.EBUSY:
@@ -59,6 +76,21 @@ def mount_api_filesystems():
     _mount("tmpfs", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777")
     fsutil.makedirs("/run/mpinit")
     return how
+
+
+DEVKMSG_SYSCTL = "/proc/sys/kernel/printk_devkmsg"
+
+
+def set_devkmsg(value, path=DEVKMSG_SYSCTL):
+    """Writes to /dev/kmsg are rate limited to 10 lines per 5 s by default (kernel/printk/printk.c
+    devkmsg_log_str "ratelimit"): a boot logs more than that, and the lines after the tenth vanished from the
+    console. "on" while the agent runs; handoff puts "ratelimit" back for the real system. A printk.devkmsg= on the
+    command line locks the setting (EINVAL): then it stays as the user chose. Returns True when written."""
+    try:
+        fsutil.write_text(path, value + "\n")
+        return True
+    except OSError:
+        return False
 
 
 def dev_links():
@@ -136,7 +168,10 @@ def setup_console(path="/dev/console"):
         if fd != target:
             sc.dup2(fd, target)
     if fd > 2:
-        sc.close(fd)
+        try:
+            sc.close(fd)
+        except OSError:
+            pass  # fds 0-2 are set up; a leaked descriptor is harmless
     return True
 
 
@@ -217,6 +252,7 @@ def run(ctx):
 
     sc.umask(0o022)
     how = mount_api_filesystems()
+    set_devkmsg("on")
     log.setup()
     console = setup_console()
     keys = 0

@@ -33,8 +33,8 @@ class BootError(Exception):
 
 
 def oserror_text(e):
-    """'ENOENT (2): No such file or directory' style text for an OSError from the boundary (MicroPython's OSError
-    carries only the number)."""
+    """'errno 2: No such file or directory (/dev/sda)' for an OSError from the boundary (MicroPython's OSError
+    carries only the number, and the path when the boundary gives one)."""
     from . import syscalls as sc
 
     try:
@@ -47,9 +47,11 @@ def oserror_text(e):
         msg = sc.strerror(num)
     except Exception:  # noqa: BLE001 - no implementation plugged in: the number alone
         msg = ""
-    extra = ""
-    if len(e.args) > 1 and e.args[1]:
-        extra = " (%s)" % (e.args[1],)
+    # The native boundary raises OSError(errno, path); CPython (the fake machine) OSError(errno, strerror, path).
+    what = getattr(e, "filename", None)
+    if not what and len(e.args) > 1 and e.args[1] != msg:
+        what = e.args[1]
+    extra = (" (%s)" % (what,)) if what else ""
     return "errno %d%s%s" % (num, (": " + msg) if msg else "", extra)
 
 

@@ -10,6 +10,7 @@
 # statfs("/") says ramfs/tmpfs, never crossing into another mount, directories too: util-linux switch_root.c and
 # booster do the same); chdir NEW_ROOT; mount --move NEW_ROOT /; chroot("."); execv(init, [init] + init_args).
 import json
+import os
 
 from micropython import const
 
@@ -135,16 +136,12 @@ def empty_dir(path, root_dev, keep):
         if st[0] & sc.S_IFMT == sc.S_IFDIR:
             removed += empty_dir(full, root_dev, keep)
             try:
-                import os
-
                 os.rmdir(full)
                 removed += 1
             except OSError as e:
                 log.debug("handoff: rmdir %s: %s" % (full, oserror_text(e)))
         else:
             try:
-                import os
-
                 os.remove(full)
                 removed += 1
             except OSError as e:
@@ -159,6 +156,61 @@ def is_initramfs(statfs_type):
 def run(ctx):
     root = contract.NEW_ROOT
     opts = ctx.opts
+    step = getattr(ctx, "handoff_step", 0)
+    if step == 0:
+        init, fs_type, root_dev = _check(ctx, root, opts)
+        ctx.handoff_init = init
+        ctx.handoff_empty = is_initramfs(fs_type)
+        ctx.handoff_root_dev = root_dev
+    init = ctx.handoff_init
+    argv = [init] + list(opts.init_args or [])
+    # ---- irreversible from here on. Each step is recorded in ctx.handoff_step, so that resume() after a failure
+    # continues with the step that failed instead of redoing (and failing on) the ones already done.
+    if step < 1:
+        log.notice("handoff: switching to %s, exec %s" % (root, " ".join(argv)))
+        from . import early
+
+        early.set_devkmsg("ratelimit")  # the kernel's default, for the real system (early set "on")
+        try:
+            move_mounts(root)
+        except OSError as e:
+            raise BootError("handoff", "moving the API filesystems into %s failed: %s" % (root, oserror_text(e)))
+        ctx.handoff_step = step = 1
+    if step < 2:
+        if ctx.handoff_empty:
+            empty_dir("/", ctx.handoff_root_dev, (root,))
+        else:
+            log.warning("handoff: / is not ramfs/tmpfs: the initramfs is left as it is")
+        ctx.handoff_step = step = 2
+    try:
+        if step < 3:
+            sc.chdir(root)
+            ctx.handoff_step = step = 3
+        if step < 4:
+            sc.mount(".", "/", None, sc.MS_MOVE, None)
+            ctx.handoff_step = step = 4
+        if step < 5:
+            sc.chroot(".")
+            sc.chdir("/")
+            ctx.handoff_step = step = 5
+    except OSError as e:
+        what = ("chdir %s" % root, "mount --move . /", "chroot .")[step - 2]
+        raise BootError("handoff", "%s failed: %s" % (what, oserror_text(e)),
+                        tried=["resume() continues with this step"])
+    errors = []
+    for path in [init] + ([c for c in KERNEL_INITS if c != init] if not opts.init else []):
+        try:
+            sc.execv(path, [path] + argv[1:])
+            return "exec %s" % " ".join([path] + argv[1:])  # only a recording implementation returns
+        except OSError as e:
+            errors.append("execv %s: %s" % (path, oserror_text(e)))
+    # Only a broken binary (wrong architecture, missing interpreter) gets here; the REPL still runs from memory.
+    raise BootError("handoff", "exec of the init failed", param="init=", tried=errors)
+
+
+def _check(ctx, root, opts):
+    """Every check before the point of no return; writes the state files. Returns (init, statfs type of /, st_dev
+    of /)."""
     # 1. a mounted new root
     try:
         if _dev_of(root) == _dev_of("/"):
@@ -180,7 +232,7 @@ def run(ctx):
             except OSError as e:
                 raise BootError("handoff", "cannot create %s for mount --move %s: %s" % (target, m,
                                                                                         oserror_text(e)))
-    # 4. state for the real system; whether we may empty the initramfs (decided before anything moves)
+    # 4. whether we may empty the initramfs (decided before anything moves); state for the real system
     try:
         fs_type = sc.statfs("/")[0]
         root_dev = _dev_of("/")
@@ -190,27 +242,4 @@ def run(ctx):
         write_state(ctx, init)
     except OSError as e:
         raise BootError("handoff", "cannot write %s: %s" % (contract.TIMELINE_PATH, oserror_text(e)))
-    argv = [init] + list(opts.init_args or [])
-    log.notice("handoff: switching to %s, exec %s" % (root, " ".join(argv)))
-    # ---- irreversible from here on (only move_mounts can still be rolled back) ----
-    try:
-        move_mounts(root)
-    except OSError as e:
-        raise BootError("handoff", "moving the API filesystems into %s failed: %s" % (root, oserror_text(e)))
-    if is_initramfs(fs_type):
-        empty_dir("/", root_dev, (root,))
-    else:
-        log.warning("handoff: / is not ramfs/tmpfs (statfs type 0x%x): the initramfs is left as it is" % fs_type)
-    sc.chdir(root)
-    sc.mount(".", "/", None, sc.MS_MOVE, None)
-    sc.chroot(".")
-    sc.chdir("/")
-    errors = []
-    for path in [init] + ([c for c in KERNEL_INITS if c != init] if not opts.init else []):
-        try:
-            sc.execv(path, [path] + argv[1:])
-            return "exec %s" % " ".join([path] + argv[1:])  # only a recording implementation returns
-        except OSError as e:
-            errors.append("execv %s: %s" % (path, oserror_text(e)))
-    # Only a broken binary (wrong architecture, missing interpreter) gets here; the REPL still runs from memory.
-    raise BootError("handoff", "exec of the init failed", param="init=", tried=errors)
+    return init, fs_type, root_dev

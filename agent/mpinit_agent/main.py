@@ -48,6 +48,9 @@ class Context:
         self.tried = []
         self.hooks = None
         self._broken = []           # stages whose rd.break REPL already ran
+        self.handoff_step = 0       # handoff: irreversible steps done (resume() continues after them)
+        self.wait_started = None    # uptime_ms when the devices stage began waiting (the medium stage goes on
+                                    # with the rest of the same deadline instead of a second full one)
 
     def record(self, stage, start, result):
         self.timeline.append({"stage": stage, "start_ms": start, "duration_ms": sc.uptime_ms() - start,
@@ -240,6 +243,15 @@ def wanted_spec(opts):
     return spec
 
 
+def spec_param(opts):
+    """The kernel parameter that named the device being waited for, for messages."""
+    if opts.live is None:
+        return "root=%s" % (opts.root or "")
+    if opts.iso_file:
+        return "img_dev=%s" % (opts.iso_dev or "")
+    return "root=live:%s" % opts.live
+
+
 def devices_stage(ctx):
     opts = ctx.opts
     if opts.live is None and not opts.root:
@@ -255,10 +267,11 @@ def devices_stage(ctx):
         return "%d block devices" % len(devices)
     deadline = ctx.deadline_ms()
     start = sc.uptime_ms()
+    ctx.wait_started = start
     try:
         dev = blockdev.find(spec, devices)
     except ValueError as e:
-        raise BootError("devices", str(e), param="root=%s" % (opts.root or ""))
+        raise BootError("devices", str(e), param=spec_param(opts))
     while dev is None:
         if deadline is not None and sc.uptime_ms() - start >= deadline:
             break
@@ -284,7 +297,7 @@ def devices_stage(ctx):
         if ctx.modules is not None and ctx.modules.failed:
             seen.append("modules that failed to load: %s" % ", ".join([n for n, _ in ctx.modules.failed]))
         raise BootError("devices", "root device %s did not appear within %d s" % (spec, deadline // 1000),
-                        param="root=%s (rootwait / rootdelay= to wait longer)" % spec,
+                        param="%s (rootwait / rootdelay= to wait longer)" % spec_param(opts),
                         tried=["looked for %s in /sys/class/block every %d ms" % (spec, _POLL_MS)], seen=seen)
     if opts.live is None:
         ctx.root_dev = dev

@@ -16,6 +16,7 @@ from . import syscalls as sc
 from .failure import BootError, oserror_text
 
 _CHUNK = const(1 << 20)     # 1 MiB reads for hashing: few syscalls, little memory
+_SMALL_CHUNK = const(1 << 16)  # the fallback when the MicroPython heap has no 1 MiB block free
 _POLL_MS = const(250)       # how often a scan for a late medium looks again
 
 # Filesystem types worth mounting while scanning for the image (probe.py TYPE values).
@@ -49,11 +50,21 @@ def fstype_of(dev):
     return dev.info.get("TYPE", "")
 
 
-def mount_ro(dev, target, fstype=None):
-    """Mount dev read-only on target with its probed type; raises OSError."""
+def mount_ro(ctx, dev, target, fstype=None):
+    """Mount dev read-only on target with its probed type (its driver loaded first); raises OSError."""
+    from . import fsmods
+
     fstype = fstype or fstype_of(dev)
+    fsmods.ensure(ctx, fstype)
     fsutil.makedirs(target)
-    sc.mount(dev.path, target, fstype, sc.MS_RDONLY, None)
+    try:
+        sc.mount(dev.path, target, fstype, sc.MS_RDONLY, None)
+    except OSError as e:
+        data = fsmods.retry_data(fstype)
+        if data is None or not e.args or e.args[0] != sc.EINVAL:
+            raise
+        log.info("medium: mount %s: EINVAL, trying again with %s" % (dev.path, data))
+        sc.mount(dev.path, target, fstype, sc.MS_RDONLY, data)
 
 
 def find_image(mountpoint, candidates):
@@ -104,7 +115,11 @@ def file_digest(path, algo):
     if ctor is None:
         raise ValueError("this runtime has no hashlib.%s" % algo)
     h = ctor()
-    buf = bytearray(_CHUNK)
+    try:
+        buf = bytearray(_CHUNK)
+    except MemoryError:
+        # MicroPython's heap is a few MiB and may be fragmented by then: a smaller buffer costs only more reads.
+        buf = bytearray(_SMALL_CHUNK)
     mv = memoryview(buf)
     with open(path, "rb") as f:
         while True:
@@ -171,6 +186,10 @@ def _spec_param(opts):
 
 def _open_iso(ctx, iso_path):
     """Attach an ISO file read-only and mount it at ISO_MOUNT; returns the mount point."""
+    from . import fsmods
+
+    fsmods.ensure_loop(ctx)
+    fsmods.ensure(ctx, "iso9660")
     try:
         loop = sc.loop_attach(iso_path, 0, 0, True, True)
     except OSError as e:
@@ -197,7 +216,7 @@ def _try_device(ctx, dev, candidates):
     if fstype_of(dev) == "squashfs" and not opts.iso_file:
         return dev.path
     try:
-        mount_ro(dev, contract.MEDIUM_MOUNT)
+        mount_ro(ctx, dev, contract.MEDIUM_MOUNT)
     except OSError as e:
         ctx.tried.append("mount -o ro -t %s %s %s: %s" % (fstype_of(dev) or "?", dev.path, contract.MEDIUM_MOUNT,
                                                           oserror_text(e)))
@@ -265,7 +284,8 @@ def run(ctx):
     dev = None
     if image is None:
         deadline = ctx.deadline_ms()
-        start = sc.uptime_ms()
+        # The devices stage may have waited for this medium already: one deadline for both stages.
+        start = ctx.wait_started if getattr(ctx, "wait_started", None) is not None else sc.uptime_ms()
         devices = ctx.devices if ctx.devices is not None else _rescan(ctx)
         tried_devs = {}
         while True:
@@ -292,6 +312,7 @@ def run(ctx):
             sc.sleep_ms(_POLL_MS)
             devices = _rescan(ctx)
         if image is None:
+            ctx.wait_started = None  # resume() after plugging the medium in gets a fresh deadline
             what = ("the medium %s" % spec) if spec else ("a medium holding %s" % " or ".join(candidates))
             seen = blockdev.describe(ctx.devices or [])
             if isinstance(seen, str):

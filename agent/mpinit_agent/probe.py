@@ -1,6 +1,6 @@
 # Superblock and partition-table probes whose TYPE/UUID/LABEL/PARTUUID/PARTLABEL are what util-linux blkid prints.
 #
-#   probe(path_or_file, offset=0, size=None) -> dict   blkid `-p -o export` keys: TYPE, USAGE, UUID, LABEL, and where
+#   probe(path_or_file, offset=0, size=None, sector=512) -> dict   blkid `-p -o export` keys: TYPE, USAGE, UUID, LABEL, and where
 #                                                      cheap VERSION, BLOCK_SIZE, SEC_TYPE, LABEL_FATBOOT, UUID_SUB,
 #                                                      EXT_JOURNAL, LOGUUID, SUBSYSTEM; PTTYPE/PTUUID for a table
 #   partitions(path_or_file, offset=0, size=None, sector=512) -> [dict]
@@ -352,15 +352,15 @@ def _exfat(d, out):
 
 
 def _iso_date(raw):
+    """A 17-byte ECMA-119 date as blkid's UUID "YYYY-MM-DD-HH-MM-SS-cc"; None when unset."""
     if raw[0:16] == b"0000000000000000" and raw[16] == 0:
         return None  # ECMA-119 8.4.26.1: all digits zero and offset zero means "not specified"
-    s = raw[0:16]
-    i = s.find(b"\x00")
+    t = "".join([chr(c) for c in raw[0:16]])
+    s = "%s-%s-%s-%s-%s-%s-%s" % (t[0:4], t[4:6], t[6:8], t[8:10], t[10:12], t[12:14], t[14:16])
+    i = s.find("\x00")
     if i >= 0:
-        s = s[:i]
-    s = s.decode("ascii") if max(s or b"\x00") < 0x80 else "".join([chr(c) for c in s])
-    parts = (s[0:4], s[4:6], s[6:8], s[8:10], s[10:12], s[12:14], s[14:16])
-    return "-".join(parts) if len(s) == 16 else (s or None)
+        s = s[:i]  # libblkid formats the bytes into a C string: a NUL ends it
+    return s or None
 
 
 def _iso9660(d, out):
@@ -723,10 +723,11 @@ def _window(f, offset, size):
     return _Dev(f, offset, size)
 
 
-def probe(path_or_file, offset=0, size=None):
+def probe(path_or_file, offset=0, size=None, sector=512):
     """blkid-style keys of the filesystem (and partition table) at offset of a device, image file or open file.
 
-    {} when nothing is recognised. OSError (with the path) when the device cannot be opened."""
+    sector: the device's logical block size (a GPT's LBA size). {} when nothing is recognised. OSError (with
+    the path) when the device cannot be opened."""
     f, mine = _open(path_or_file)
     try:
         d = _window(f, offset, size)
@@ -735,7 +736,7 @@ def probe(path_or_file, offset=0, size=None):
             if prober(d, out):
                 break
             out.clear()
-        t = _table(d, 512, d.size)
+        t = _table(d, sector, d.size)
         if t is not None:
             out["PTTYPE"] = t[0]
             _set(out, "PTUUID", t[1])

@@ -14,7 +14,7 @@ import sys
 
 from micropython import const
 
-from . import contract, fsutil, log
+from . import fsutil, log
 from . import syscalls as sc
 from .failure import oserror_text
 

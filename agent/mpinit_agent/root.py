@@ -63,10 +63,15 @@ def _is_block(path):
 
 
 def mount_live(ctx, undo):
+    from . import fsmods
+
     image = ctx.image
+    fsmods.ensure(ctx, "squashfs")
+    fsmods.ensure(ctx, "overlay")
     if _is_block(image):
         source = image  # a whole-device squashfs needs no loop device
     else:
+        fsmods.ensure_loop(ctx)
         try:
             source = sc.loop_attach(image, 0, 0, True, True)
         except OSError as e:
@@ -103,12 +108,12 @@ def run_fsck(ctx, fstype, device, fsck_dir="/sbin"):
         return "no fsck.%s" % fstype
     argv = [tool, "-a", device]
     log.info("root: running %s" % " ".join(argv))
+    from . import proc
+
     try:
-        pid = sc.spawn(argv)
-        status = sc.waitpid(pid, 0)[1]
+        code = proc.run(argv)
     except OSError as e:
         raise BootError("root", "cannot run %s: %s" % (tool, oserror_text(e)), param="root=")
-    code = sc.exit_code(status)
     meaning = fsck_exit_meaning(code)
     if meaning == "ok":
         return "fsck.%s exit %d" % (fstype, code)
@@ -150,6 +155,10 @@ def mount_plain(ctx, undo):
     else:
         flags &= ~sc.MS_RDONLY
     fsck = run_fsck(ctx, types[0], dev.path)
+    from . import fsmods
+
+    for t in types:
+        fsmods.ensure(ctx, t)
     tried = []
     errors = []
     fsutil.makedirs(contract.NEW_ROOT)
@@ -214,13 +223,19 @@ def mount_usr(ctx, undo):
         flags, data = mountopts.mount_flags(options)
     except ValueError as e:
         raise BootError("root", "%s/etc/fstab, /usr: %s" % (contract.NEW_ROOT, e), param="/etc/fstab /usr")
-    dev = blockdev.find(spec, ctx.devices or [])
+    try:
+        dev = blockdev.find(spec, ctx.devices or [])
+    except ValueError as e:
+        raise BootError("root", "%s/etc/fstab, /usr: %s" % (contract.NEW_ROOT, e), param="/etc/fstab /usr")
     if dev is None:
         raise BootError("root", "/usr is a separate filesystem (%s in %s/etc/fstab) that was not found"
                         % (spec, contract.NEW_ROOT), param="/etc/fstab /usr",
                         seen=_seen(blockdev, ctx))
     if fstype == "auto":
         fstype = dev.info.get("TYPE") or fstype
+    from . import fsmods
+
+    fsmods.ensure(ctx, fstype)
     _mount(undo, dev.path, contract.NEW_ROOT + "/usr", fstype, flags, data or None, param="/etc/fstab /usr")
     return ", /usr from %s" % dev.path
 

@@ -40,8 +40,8 @@ def decide(mode, image_size, available, reserve, optical):
         why = ("image %d MiB + reserve %d MiB > MemAvailable %d MiB"
                % (image_size // _MiB, reserve // _MiB, available // _MiB))
         if mode == "auto":
-            return False, "copytoram=auto: not enough RAM (%s)" % why
-        raise BootError("toram", "not enough RAM to copy the image: " + why, param="toram / rd.live.ram=1",
+            return False, "copytoram=auto: not enough memory (%s)" % why
+        raise BootError("toram", "not enough memory to copy the image to RAM: " + why, param="toram / rd.live.ram=1",
                         seen=["MemAvailable %d kB" % (available // 1024)])
     return True, "%s: %d MiB free" % (mode, available // _MiB)
 
@@ -125,8 +125,10 @@ def run(ctx):
         return "skipped: free memory unknown"
     do, why = decide(mode, ctx.image_size, available, reserve, ctx.optical)
     if not do:
-        if mode == "auto" and "RAM" in why:
+        if mode == "auto" and "memory" in why:
+            # A person asked for a copy and will pull the stick: say it on the console whatever the log level.
             log.warning("toram: %s; booting from the medium" % why)
+            log.console("mpinit: toram: %s; booting from the medium (keep it plugged in)" % why)
         else:
             log.info("toram: %s" % why)
         return "skipped: " + why
@@ -153,6 +155,7 @@ def run(ctx):
         msg = "copying %s to RAM failed: %s" % (ctx.image, oserror_text(e))
         if mode == "auto":
             log.warning("toram: %s; booting from the medium" % msg)
+            log.console("mpinit: toram: %s; booting from the medium (keep it plugged in)" % msg)
             return "skipped: copy failed"
         raise BootError("toram", msg, param="toram", tried=["copy %s -> %s" % (ctx.image, dst)])
     source = ctx.image

@@ -96,6 +96,25 @@ def check_names(entries):
                                  "through it; nothing extracted" % (e.name, "/".join(parts[:i])))
 
 
+def check_existing(final, dest):
+    """Refuse, before writing anything, entries whose path in `dest` goes through a symlink already there
+    (extracting over an old tree must not write outside it). The loop in extract() checks again as it goes."""
+    from .cli import UsageError
+
+    if not os.path.isdir(dest):
+        return
+    checked = {}
+    for name in final:
+        parts = name.strip("/").split("/")
+        for i in range(1, len(parts)):
+            prefix = "/".join(parts[:i])
+            if prefix not in checked:
+                checked[prefix] = os.path.islink(os.path.join(dest, prefix))
+            if checked[prefix]:
+                raise UsageError("entry %r: %s is a symlink; refusing to write through it; nothing extracted"
+                                 % (name, os.path.join(dest, prefix)))
+
+
 def extract(members, dest):
     """Write the merged tree into `dest`; returns warnings (skipped device nodes)."""
     from . import cpio
@@ -104,6 +123,7 @@ def extract(members, dest):
     final = cpio.merged(members)
     check_names(list(final.values()))
     dest = Path(dest)
+    check_existing(final, dest)
     dest.mkdir(parents=True, exist_ok=True)
     root = os.path.realpath(dest)
     warnings = []

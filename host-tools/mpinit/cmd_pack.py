@@ -7,7 +7,7 @@ from pathlib import Path
 EPILOG = """\
 examples:
   mpinit pack -o initrd.img --kver "$(uname -r)"
-  mpinit pack -o initrd.img --kernel-modules build/kernel/root/lib/modules/6.1.0-41-cloud-amd64 \\
+  mpinit pack -o initrd.img --kernel-modules build/kernel/root/lib/modules/VER \\
       --modules generic-live,btrfs --compress zstd --binary /sbin/e2fsck --keymap de-latin1
   mpinit pack -o initrd.img --list initramfs.list --add ./hooks/net.py:/etc/mpinit/hooks/net.py
 

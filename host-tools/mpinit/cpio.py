@@ -19,11 +19,16 @@ cpio's src/copyout.c and src/util.c and checked against its output:
   - hardlinked files (nlink > 1) are deferred: when the last link is read, every earlier link is written with
     size 0 and then the last one with the data (links never completed are flushed the same way at the end);
   - the archive is padded with NULs to a multiple of the 512-byte I/O block.
+One known difference, outside "the same tree": GNU cpio writes a file's st_nlink from the disk, so a file with
+links outside the archived tree gets a count its archive never completes (and is written at the end); we count
+the links the archive holds. The kernel ignores the count beyond "more than one" (init/initramfs.c
+maybe_link()), and for a self-contained tree the two are the same.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import stat as st
 from dataclasses import dataclass, field
 
@@ -222,18 +227,23 @@ class Member:
     size: int = 0                  # bytes it takes in the image (compressed size when compressed)
 
 
-def read_image(data):
+_NON_NUL = re.compile(rb"[^\0]")
+
+
+def read_image(data, _within=None):
     """Every archive in an initramfs image, in order, the way init/initramfs.c walks it: NUL padding skipped,
     an uncompressed newc archive parsed in place (early microcode), a compressed member unpacked and parsed
-    (its payload may itself hold several archives). Raises FormatError naming the offset on garbage."""
+    (its payload may itself hold several archives, but no compressed stream: the kernel's flush_buffer() calls
+    that "junk within compressed archive"). Raises FormatError naming the offset on garbage."""
     from . import compress
 
     members = []
     pos = 0
     n = len(data)
     while pos < n:
-        if data[pos] == 0:
-            pos += 1
+        if data[pos] == 0:  # padding: skip the whole run at once (images may be padded by megabytes)
+            m = _NON_NUL.search(data, pos)
+            pos = m.start() if m else n
             continue
         if data[pos:pos + 6] in (MAGIC, MAGIC_CRC):
             if pos & 3:  # init/initramfs.c unpack_to_rootfs() takes a '0' as a header only at (this_header & 3) == 0
@@ -243,6 +253,10 @@ def read_image(data):
             members.append(Member(pos, "none", entries, end - pos))
             pos = end
             continue
+        if _within is not None:
+            raise FormatError("offset %d of the %s: junk within compressed archive (bytes %s; the kernel "
+                              "unpacks only cpio archives and NUL padding there)"
+                              % (pos, _within, bytes(data[pos:pos + 6]).hex()))
         method = compress.detect(data, pos)
         if method is None:
             raise FormatError("offset %d: neither a cpio archive nor a known compressed stream (bytes %s)"
@@ -251,7 +265,7 @@ def read_image(data):
             method, payload, end = compress.decompress(data, pos)
         except compress.CompressError as e:
             raise FormatError(str(e))
-        inner = read_image(payload)
+        inner = read_image(payload, "%s member at offset %d" % (method, pos))
         if not inner:
             raise FormatError("offset %d: %s stream holds no cpio archive" % (pos, method))
         entries = [e for m in inner for e in m.entries]

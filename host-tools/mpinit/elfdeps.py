@@ -163,6 +163,18 @@ def ld_so_conf_dirs(root="/", conf="etc/ld.so.conf"):
     return out
 
 
+def ld_so_searches(directory):
+    """Whether glibc's ld.so looks in `directory` without ld.so.cache: its built-in system directories, /lib and
+    /usr/lib (lib64 on some 64-bit systems) and, on Debian-style multiarch systems, /lib/<triplet> and
+    /usr/lib/<triplet> (glibc's configure sets slibdir there). An approximation: the exact list is compiled into
+    ld.so (`ld.so --help` prints it), but every distribution keeps its libc in one of these."""
+    d = os.path.normpath(directory)
+    if d in ("/lib", "/usr/lib", "/lib64", "/usr/lib64"):
+        return True
+    head, _, triplet = d.rpartition("/")
+    return head in ("/lib", "/usr/lib") and triplet.count("-") >= 2 and "linux" in triplet
+
+
 class Resolver:
     """Resolve programs' library closures against a host root (`/`, or a sysroot for tests)."""
 
@@ -170,6 +182,9 @@ class Resolver:
         self.root = str(root)
         self.conf_dirs = list(extra_dirs) + ld_so_conf_dirs(self.root)
         self._cache = {}
+        # Libraries found only through ld.so.conf in a directory ld.so does not search by itself: the image has
+        # no ld.so.cache (ldconfig's output, the only way ld.so.conf reaches ld.so), so they would not load.
+        self.cache_only = {}    # image path -> the ld.so.conf directory it was found in
 
     def _host(self, path):
         return os.path.join(self.root, path.lstrip("/"))
@@ -197,15 +212,18 @@ class Resolver:
     def _find(self, name, info, origin, rpaths):
         if "/" in name:
             return name if os.path.exists(self._host(name)) else None
-        dirs = []
+        dirs = []  # (directory, found only through ld.so.conf)
         if not info.runpath:
-            dirs += rpaths
-        dirs += [self._expand(d, origin, info) for d in info.runpath]
-        dirs += self.conf_dirs
-        dirs += ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] if info.elf_class == 2 else ["/lib", "/usr/lib"]
-        for d in dirs:
+            dirs += [(d, False) for d in rpaths]
+        dirs += [(self._expand(d, origin, info), False) for d in info.runpath]
+        dirs += [(d, True) for d in self.conf_dirs]
+        defaults = ["/lib64", "/usr/lib64", "/lib", "/usr/lib"] if info.elf_class == 2 else ["/lib", "/usr/lib"]
+        dirs += [(d, False) for d in defaults]
+        for d, from_conf in dirs:
             candidate = os.path.normpath(os.path.join(d, name))
             if os.path.isfile(self._host(candidate)) and self._compatible(candidate, info):
+                if from_conf and not ld_so_searches(d):
+                    self.cache_only[candidate] = d
                 return candidate
         return None
 

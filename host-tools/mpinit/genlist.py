@@ -90,6 +90,8 @@ def apply(tree: Tree, text, source="<list>", base_dir=None):
                 try:
                     data = path.read_bytes()
                 except OSError as e:
+                    if path.is_symlink() and not path.exists():
+                        raise ListError("%s: file %s: dangling symlink (to %s)" % (where, path, os.readlink(path)))
                     raise ListError("%s: file %s: %s" % (where, path, e.strerror))
                 links = a[5:]
                 key = ("list", where) if links else None

@@ -4,7 +4,8 @@ keymap, hooks, module table), kernel modules, and the user's inputs; then one de
 Layers, later ones winning on the same path: the base (contract.IMAGE_DIRS, /dev/console, /dev/null, /init,
 contract.INITRD_RELEASE), then user inputs in this order: --dir trees, --list files, --add and --binary
 (ELF programs with their libraries), then what pack generates (modules, keymap, hooks, config), which the
-user cannot shadow by accident.
+user cannot shadow by accident. A user input that replaces a base file (a custom /init) or sits where a
+generated file goes is allowed but printed as a warning (shadowing()).
 """
 
 from __future__ import annotations
@@ -91,6 +92,31 @@ def base_tree(tree: Tree, init_data: bytes):
     tree.add_file(contract.INITRD_RELEASE, initrd_release().encode(), 0o644, source="base")
 
 
+# What base_tree() puts in that a user input may replace (a custom /init is allowed, but said), and what pack
+# generates last (so a user input at those paths is dropped, which is said too).
+BASE_FILES = (contract.INIT_PATH, "/dev/console", "/dev/null")
+GENERATED = ((contract.CONFIG_PATH, "--config/--cmdline"), (contract.MODULES_TABLE_PATH, "--modules/--modprobe-d"),
+             (contract.KEYMAP_PATH, "--keymap"))
+
+
+def shadowing(tree: Tree, base: dict, opts: PackOptions):
+    """Warnings for user inputs (--dir, --list, --add) that replaced a base file or sit where pack's own
+    generated files will go."""
+    out = []
+    for name, entry in base.items():
+        now = tree.get(name)
+        if now is not entry:
+            out.append("%s of the base image replaced by %s" % (name, (now and now.source) or "a user input"))
+    made = {contract.CONFIG_PATH: True, contract.MODULES_TABLE_PATH: opts.module_dir is not None,
+            contract.KEYMAP_PATH: bool(opts.keymap)}
+    for path, how in GENERATED:
+        have = tree.get(path)
+        if have is not None and made[path]:
+            out.append("%s from %s is replaced by the one pack generates (use %s)"
+                       % (path, have.source or "a user input", how))
+    return out
+
+
 def load_config(opts: PackOptions):
     """contract.load_config over --config, then --cmdline; errors name the file."""
     text = ""
@@ -124,14 +150,16 @@ def expand_modules(names):
     return out
 
 
-def add_modules(tree: Tree, opts: PackOptions, warnings: list):
-    """The kernel-module closure (mpinit.kmod) and its table; returns the kmod.Closure."""
+def add_modules(tree: Tree, opts: PackOptions, warnings: list, boot_modules=()):
+    """The kernel-module closure (mpinit.kmod) and its table; returns the kmod.Closure. `boot_modules` (the
+    config's "modules", which the agent loads at boot) are shipped too, with --strict applying to them."""
     from . import kmod
 
     module_dir = Path(opts.module_dir)
     if not module_dir.is_dir():
         raise PackError("kernel module tree %s: not a directory" % module_dir)
-    wanted = expand_modules(opts.modules if opts.modules is not None else ["generic-live"])
+    wanted = expand_modules(list(opts.modules if opts.modules is not None else ["generic-live"])
+                            + list(boot_modules))
     try:
         closure = kmod.resolve(module_dir, wanted, host_only=opts.host_only, strict=opts.strict,
                                firmware_dirs=tuple(Path(d) for d in opts.firmware_dirs),
@@ -152,14 +180,48 @@ def add_program(tree: Tree, src, dest, resolver):
 
     tree.add_host(src, dest)
     if not elfdeps.is_elf(src):
-        return
+        return []
+    real = str(Path(src).resolve())
     try:
-        libs = resolver.closure(str(Path(src).resolve()))
+        libs = resolver.closure(real)
     except elfdeps.ElfError as e:
         raise PackError("program %s: %s" % (src, e))
     for lib in libs:
         if normalize(lib) not in tree.entries:
             tree.add_host(lib, lib)
+    # $ORIGIN is the program's directory at run time (ld.so(8)): the libraries were found relative to the
+    # host's, and are shipped at their host paths, so a program moved elsewhere would not find them.
+    info = resolver._read(real)
+    dest_dir = normalize(dest).rpartition("/")[0]
+    if any("ORIGIN" in d for d in info.rpath + info.runpath) and dest_dir != real.lstrip("/").rpartition("/")[0]:
+        return ["program %s: its RPATH/RUNPATH uses $ORIGIN, but it goes to /%s, not beside its host directory "
+                "%s: add it at its own path (--binary) so that its libraries are found"
+                % (src, normalize(dest), real.rpartition("/")[0])]
+    return []
+
+
+def script_warnings(tree: Tree, programs):
+    """An added script whose #! interpreter is not in the image (it would fail with ENOENT at run time)."""
+    out = []
+    for src, dest in programs:
+        entry = tree.get(dest)
+        if entry is None or not entry.isreg() or not entry.data.startswith(b"#!"):
+            continue
+        words = entry.data[2:].split(b"\n", 1)[0].split()
+        if not words:
+            continue
+        interp = words[0].decode("utf-8", "replace")
+        if tree.lookup(interp) is None:
+            out.append("%s: a script for %s, which is not in the image (add it with --binary or --add)"
+                       % (src, interp))
+    return out
+
+
+def cache_only_warnings(resolver):
+    """Libraries ld.so will not find in the image (see elfdeps.Resolver.cache_only)."""
+    return ["%s: found through /etc/ld.so.conf in %s, which ld.so does not search without ld.so.cache (the image "
+            "has none): add it at a default directory (e.g. --add %s:/usr/lib/%s) or give the program a RUNPATH"
+            % (lib, d, lib, lib.rsplit("/", 1)[-1]) for lib, d in sorted(resolver.cache_only.items())]
 
 
 def add_hook(tree: Tree, path):
@@ -216,6 +278,7 @@ def build(opts: PackOptions) -> PackResult:
     modules = []
     try:
         base_tree(tree, init_data)
+        base = {n: tree.get(n) for n in BASE_FILES}
         for d in opts.directories:
             tree.add_directory(d)
         for lst in opts.lists:
@@ -230,20 +293,21 @@ def build(opts: PackOptions) -> PackResult:
 
             if resolver is None:
                 resolver = elfdeps.Resolver("/")
-            add_program(tree, src, dest, resolver)
+            warnings.extend(add_program(tree, src, dest, resolver))
+        if resolver is not None:
+            warnings.extend(cache_only_warnings(resolver))
+        warnings.extend(script_warnings(tree, programs))
+        warnings.extend(shadowing(tree, base, opts))
         if opts.module_dir is not None:
-            from . import kmod
-
-            closure = add_modules(tree, opts, warnings)
+            closure = add_modules(tree, opts, warnings, conf["modules"])
             modules = list(closure.modules)
-            # the config's load list must name modules the image can satisfy
-            missing = [m for m in conf["modules"]
-                       if kmod.normalize(m) not in closure.modules and kmod.normalize(m) not in closure.builtin]
-            if missing:
-                warnings.append("config \"modules\" not shipped in the image (add them with --modules): %s"
-                                % ", ".join(missing))
-        elif opts.modules:
-            raise PackError("--modules needs a module tree: give --kernel-modules DIR or --kver VER")
+        elif opts.modules or opts.host_only or opts.modprobe_d:
+            flag = "--modules" if opts.modules else "--host-only" if opts.host_only else "--modprobe-d"
+            raise PackError("%s needs a module tree: give --kernel-modules DIR or --kver VER" % flag)
+        elif conf["modules"]:
+            warnings.append("config \"modules\" (%s): no module tree given (--kernel-modules DIR or --kver "
+                            "VER), so the image ships no modules; the agent can only use built-in ones"
+                            % ", ".join(conf["modules"]))
         if opts.keymap:
             try:
                 tree.add_file(contract.KEYMAP_PATH, keymap.load(opts.keymap), 0o644, source="--keymap")
@@ -283,6 +347,6 @@ def pack(opts: PackOptions, output) -> PackResult:
     try:
         atomic.write_bytes(output, result.image)
     except OSError as e:
-        raise PackError("-o %s: %s" % (output, e.strerror or e))
+        raise PackError("-o %s: %s" % (output, e.strerror or "directory %s does not exist" % output.parent))
     result.seconds = time.monotonic() - started
     return result

@@ -31,8 +31,11 @@ MODULE_SETS = {
         "sd_mod", "sr_mod", "xhci_pci", "ehci_pci", "ohci_pci", "mmc_block", "sdhci_pci",
         # a keyboard for the rescue REPL
         "usbhid", "hid_generic",
-        # the live stack: image, overlay, loop, and the media filesystems with vfat's default codepages
-        "squashfs", "overlay", "loop", "vfat", "nls_cp437", "nls_iso8859_1", "nls_utf8", "isofs", "ext4", "exfat",
+        # the live stack: image, overlay, loop, and the media filesystems with vfat's codepages: nls_cp437 is
+        # FAT's default codepage, nls_ascii its default iocharset in Debian's kernels
+        # (CONFIG_FAT_DEFAULT_IOCHARSET="ascii"; without it a vfat mount fails with EINVAL)
+        "squashfs", "overlay", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "isofs",
+        "ext4", "exfat",
     ],
 }
 

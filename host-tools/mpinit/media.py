@@ -16,6 +16,7 @@ import hashlib
 import os
 import random
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,15 +85,19 @@ def cache_dir(cache=None):
     if not d.is_dir():
         base.mkdir(parents=True, exist_ok=True)
         for old in base.iterdir():
-            if old.is_dir() and old.name != d.name and len(old.name) == 16:
+            # Another digest's media: stale, unless touched in the last 10 minutes (a concurrent run of a
+            # different checkout state may be using them).
+            if (old.is_dir() and old.name != d.name and len(old.name) == 16
+                    and time.time() - old.stat().st_mtime > 600):
                 shutil.rmtree(old, ignore_errors=True)
         d.mkdir()
     return d
 
 
 def _tmp(path):
+    """A temporary name beside `path`, private to this process (two test runs may build the same cache)."""
     path = Path(path)
-    tmp = path.with_name("." + path.name + ".tmp")
+    tmp = path.with_name(".%s.%d.tmp" % (path.name, os.getpid()))
     if tmp.is_dir():
         shutil.rmtree(tmp)
     elif tmp.exists():
@@ -108,7 +113,8 @@ def _once(path, make):
     tmp = _tmp(path)
     try:
         make(tmp)
-        tmp.rename(path)
+        if not path.exists():   # another process may have finished the same file meanwhile: keep theirs
+            tmp.rename(path)
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -150,9 +156,14 @@ def squashfs(d, which="root"):
             data[start:end] = b"\xa5" * (end - start)
             tmp.write_bytes(bytes(data))
         return _once(d / "corrupt.squashfs", corrupt)
+    out = d / (which + ".squashfs")
+    if out.exists():
+        return out
     tree = _tree(d, which)
-    return _once(d / (which + ".squashfs"),
-                 lambda tmp: liveroot.make_squashfs(tree, tmp, compress_data=(which != "root-big")))
+    _once(out, lambda tmp: liveroot.make_squashfs(tree, tmp, compress_data=(which != "root-big")))
+    if which == "root-big":
+        shutil.rmtree(tree, ignore_errors=True)  # 160 MB of ballast: the image is all we need
+    return out
 
 
 def _write_at(disk, offset, part_image):

@@ -115,18 +115,53 @@ def qemu_argv(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, ex
     return argv
 
 
+OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"   # Debian package ovmf (2 MiB flash layout, with OVMF_VARS.fd)
+OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
+
+
+def firmware_argv(disks=(), cdrom=None, uefi=False, memory_mb=512, extra_args=(), qemu=None,
+                  ovmf_code=OVMF_CODE, ovmf_vars=OVMF_VARS):
+    """A QEMU command line with no -kernel: the firmware boots the media (live-image/live-iso tests).
+
+    BIOS: SeaBIOS tries the CD-ROM first when there is one (-boot order=dc), else the first disk. UEFI: OVMF's
+    code read-only and its variable store opened with snapshot=on (the firmware may write; the file stays).
+    Disks are virtio (both firmwares boot from virtio-blk), the CD-ROM an IDE drive."""
+    for d in list(disks) + ([cdrom] if cdrom else []):
+        if not Path(d).is_file():
+            raise ToolError("disk image %s is not a file" % d)
+    argv = [qemu or find_tool(QEMU, "qemu-system-x86"),
+            "-accel", "tcg", "-m", str(int(memory_mb)), "-smp", "1",
+            "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot"]
+    if uefi:
+        for f in (ovmf_code, ovmf_vars):
+            if not Path(f).is_file():
+                raise ToolError("%s: not found (Debian package ovmf)" % f)
+        argv += ["-drive", "if=pflash,format=raw,unit=0,readonly=on,file=%s" % str(ovmf_code).replace(",", ",,"),
+                 "-drive", "if=pflash,format=raw,unit=1,snapshot=on,file=%s" % str(ovmf_vars).replace(",", ",,")]
+    for d in disks:
+        argv += ["-drive", "file=%s,if=virtio,format=raw,snapshot=on" % str(d).replace(",", ",,")]
+    if cdrom:
+        argv += ["-drive", "file=%s,if=ide,media=cdrom,readonly=on" % str(cdrom).replace(",", ",,"),
+                 "-boot", "order=dc"]
+    argv += list(extra_args)
+    return argv
+
+
 def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout_s=60, marker=DEFAULT_MARKER,
-         input_lines=None, log_path=None, interactive=False, extra_args=(), stop_on=None, echo=True):
+         input_lines=None, log_path=None, interactive=False, extra_args=(), stop_on=None, echo=True, argv=None,
+         settle_s=0.5):
     """Boot once and return a BootResult; ok is True iff a console line held `marker`.
 
     input_lines: a script of (wait_for_text, send_text) pairs, fed to the serial console in order: each send
-    happens once wait_for_text has appeared in the output after the previous step's match. interactive: the
+    happens once wait_for_text has appeared in the output after the previous step's match and the console
+    has then been quiet for settle_s. interactive: the
     console is copied to this terminal and the terminal's keyboard goes to the guest (QEMU puts a tty stdin in
     raw mode; Ctrl-C still stops QEMU). stop_on: a text (e.g. a REPL prompt) after which QEMU is killed once
     the console has been quiet for a second and the input script is done, instead of waiting for the guest to
-    power off or for the deadline.
+    power off or for the deadline. argv: a complete QEMU command line (e.g. from firmware_argv(), for media
+    booted by the firmware) used instead of one built from kernel/initrd/disks/cdrom/append.
     """
-    argv = qemu_argv(kernel, initrd, disks, cdrom, append, memory_mb, extra_args)
+    argv = list(argv) if argv else qemu_argv(kernel, initrd, disks, cdrom, append, memory_mb, extra_args)
     if echo:
         print("+ " + shlex.join(argv), flush=True)
     steps = _normalise_script(input_lines)
@@ -137,6 +172,11 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
     lock = threading.Lock()
     last_data = [time.monotonic()]
     stdin = None if interactive and sys.stdin.isatty() else subprocess.PIPE
+    saved_tty = None
+    if stdin is None:
+        # QEMU puts the terminal in raw mode and restores it when it exits normally; after a kill we do.
+        import termios
+        saved_tty = termios.tcgetattr(sys.stdin.fileno())
     start = time.monotonic()
     try:
         proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -165,6 +205,7 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
     timed_out = False
     sent = []
     pos = 0  # where the next wait_for_text is searched from
+    sent_len = 0  # the output's length when the last input was sent: stop_on is searched after it
     try:
         while proc.poll() is None:
             now = time.monotonic()
@@ -177,7 +218,9 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
             if steps and proc.stdin:
                 wait, send = steps[0]
                 i = text.find(wait, pos) if wait else pos
-                if i >= 0:
+                # Send once the console has settled: a prompt is printed before the guest reads (and may flush
+                # the tty's input queue when it sets the line up), so text sent at once can be lost.
+                if i >= 0 and now - quiet_since >= settle_s:
                     pos = i + len(wait or "")
                     try:
                         proc.stdin.write(send.encode())
@@ -185,15 +228,24 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
                     except (BrokenPipeError, OSError):
                         pass
                     sent.append(send)
+                    sent_len = len(text)
                     steps.pop(0)
                     continue
-            if stop_on and not steps and text.find(stop_on, pos) >= 0 and now - quiet_since > 1.0:
+            if (stop_on and not steps and text.find(stop_on, max(pos, sent_len)) >= 0
+                    and now - quiet_since > 1.0):
                 break
             time.sleep(0.05)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            proc.terminate()  # QEMU exits cleanly on SIGTERM ("terminating on signal 15")
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         status = proc.wait()
+        if saved_tty is not None:
+            import termios
+            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved_tty)
         thread.join(5)
         if proc.stdin:
             try:

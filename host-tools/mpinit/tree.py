@@ -60,6 +60,29 @@ class Tree:
     def get(self, name):
         return self.entries.get(normalize(name))
 
+    def lookup(self, path, _depth=0):
+        """The entry `path` reaches in the image with symlinks followed (as the kernel's path walk would), or
+        None when it does not exist there. 40 links at most, the kernel's MAXSYMLINKS (include/linux/namei.h)."""
+        parts = str(path).split("/")
+        cur = []
+        for i, part in enumerate(parts):
+            if part in ("", "."):
+                continue
+            if part == "..":
+                cur = cur[:-1]
+                continue
+            cur.append(part)
+            entry = self.entries.get("/".join(cur))
+            if entry is None:
+                return None
+            if entry.islnk():
+                if _depth >= 40:
+                    return None
+                target = os.fsdecode(entry.data)
+                base = "" if target.startswith("/") else "/".join(cur[:-1])
+                return self.lookup("/".join([base, target] + parts[i + 1:]), _depth + 1)
+        return self.entries.get("/".join(cur)) if cur else None
+
     def _parents(self, name):
         parts = name.split("/")[:-1]
         for i in range(1, len(parts) + 1):

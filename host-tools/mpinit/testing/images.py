@@ -191,7 +191,8 @@ def _fat(fstype, label, uuid, size):
                      0)                                     # BPB_HiddSec
     struct.pack_into("<I", bs, 32, sectors if sectors >= 0x10000 or bits == 32 else 0)  # BPB_TotSec32
     if bits == 32:
-        struct.pack_into("<IHHIHH", bs, 36, fat_sectors, 0, 0, 2, 1, 6)  # FATSz32, flags, version, root clus, FSInfo, backup
+        # BPB_FATSz32, BPB_ExtFlags, BPB_FSVer, BPB_RootClus, BPB_FSInfo, BPB_BkBootSec
+        struct.pack_into("<IHHIHH", bs, 36, fat_sectors, 0, 0, 2, 1, 6)
         ext = 64
     else:
         ext = 36
@@ -330,7 +331,7 @@ def _squashfs(fstype, label, uuid, size):
                      0,              # mkfs_time
                      131072,         # block_size
                      0,              # fragments
-                     4,              # compression: 4 = xz... 1 = gzip
+                     4,              # compression: 4 = XZ (squashfs_fs.h: ZLIB 1 ... ZSTD 6)
                      17,             # block_log
                      0x0001,         # flags
                      1,              # no_ids
@@ -433,8 +434,11 @@ def _btrfs(fstype, label, uuid, size):
                      0x40000,          # bytes_used
                      6,                # root_dir_objectid
                      1)                # num_devices
-    struct.pack_into("<IIIII", sb, 144, 4096, 16384, 16384, 4096, 0)   # sectorsize, nodesize, leafsize, stripesize, sys_chunk_array_size
-    struct.pack_into("<QQQQH", sb, 164, 1, 0, 0, 0x1 | 0x40 | 0x100 | 0x200, 0)  # chunk gen, compat, ro, incompat, csum crc32c
+    # sectorsize, nodesize, leafsize, stripesize, sys_chunk_array_size
+    struct.pack_into("<IIIII", sb, 144, 4096, 16384, 16384, 4096, 0)
+    # chunk_root_generation, compat, compat_ro, incompat (mixed_backref, big_metadata, extended_iref,
+    # skinny_metadata), csum_type 0 = crc32c
+    struct.pack_into("<QQQQH", sb, 164, 1, 0, 0, 0x1 | 0x20 | 0x40 | 0x100, 0)
     # dev_item at 201: devid, total_bytes, bytes_used, io_align, io_width, sector_size, type, generation,
     # start_offset, dev_group, seek_speed, bandwidth, uuid[16], fsid[16].
     struct.pack_into("<QQQIIIQQQIBB", sb, 201, 1, size, 0x40000, 4096, 4096, 4096, 0, 0, 0, 0, 0, 0)
@@ -465,7 +469,8 @@ def _xfs(fstype, label, uuid, size):
                      1,                # agcount
                      0,                # rbmblocks
                      64)               # logblocks
-    struct.pack_into(">HHHH", sb, 100, 0xB4A4, 512, 256, 16)   # versionnum (v4 + features), sectsize, inodesize, inopblock
+    # sb_versionnum (version 4 with the usual feature bits), sectsize, inodesize, inopblock
+    struct.pack_into(">HHHH", sb, 100, 0xB4A4, 512, 256, 16)
     if label is not None:
         _put(sb, 108, _utf8(label, "label", 12, fstype))
     struct.pack_into(">BBBBBBBB", sb, 120, 12, 9, 8, 4, agblklog, 0, 0, 25)  # blocklog..imax_pct

@@ -50,6 +50,17 @@ BLOCK_FS = {
 }
 READ_ONLY_FS = ("squashfs", "iso9660")
 LOOP_MAJOR = 7              # Documentation/admin-guide/devices.txt
+# drivers/block/Kconfig BLK_DEV_LOOP_MIN_COUNT (default 8): loop0..7 exist, unbound (size 0), from the start, so a
+# /dev filled from /sys by mknod (no devtmpfs) has nodes for them.
+LOOP_MIN_COUNT = 8
+# Character devices every kernel shows (Documentation/admin-guide/devices.txt), with their sysfs class:
+# name -> (major, minor, class directory under devices/virtual). loop-control only when the loop driver is there.
+CHAR_DEVICES = {
+    "null": (1, 3, "mem"), "zero": (1, 5, "mem"), "full": (1, 7, "mem"), "random": (1, 8, "mem"),
+    "urandom": (1, 9, "mem"), "kmsg": (1, 11, "mem"), "tty": (5, 0, "tty"), "console": (5, 1, "tty"),
+    "ptmx": (5, 2, "tty"),
+}
+LOOP_CONTROL = ("loop-control", (10, 237, "misc"))
 _SECTOR = 512
 _MS_PROPAGATION = abi.MS_SHARED | abi.MS_PRIVATE | abi.MS_SLAVE | abi.MS_UNBINDABLE
 
@@ -203,7 +214,8 @@ class FakeKernel:
         self.load_times = {}
         self.module_params = {}
         self.devices = OrderedDict()  # name -> Device, those the kernel shows now
-        self.loops = {}             # N -> Device
+        self.loops = {}             # N -> Device (bound ones have .backing)
+        self._nodes = []            # (file object, major, minor) of block nodes made by mknod(): kept current
         self.children = {}          # pid -> wait status
         self.next_pid = 100
         self.spawned = []
@@ -322,7 +334,23 @@ class FakeKernel:
                 continue
             if self.clock >= since + disk.appear_after_ms:
                 self._add_disk(disk)
+        if not self.loops and self._have("loop"):
+            for n in range(LOOP_MIN_COUNT):
+                self._new_loop(n)
         self.refresh()
+
+    def _new_loop(self, n):
+        name = "loop%d" % n
+        dev = Device(name, b"", LOOP_MAJOR, n, "devices/virtual/block/" + name)
+        self.loops[n] = dev
+        self.devices[name] = dev
+        return dev
+
+    def _char_devices(self):
+        out = dict(CHAR_DEVICES)
+        if self._have("loop"):
+            out[LOOP_CONTROL[0]] = LOOP_CONTROL[1]
+        return out
 
     def _devnum(self, name, partno=0):
         """Device numbers as Documentation/admin-guide/devices.txt gives them (16 minors per sd/vd/xvd disk)."""
@@ -389,6 +417,11 @@ class FakeKernel:
                 e[d + "/loop/offset"] = ("f", "%d\n" % offset)
                 e[d + "/loop/sizelimit"] = ("f", "%d\n" % sizelimit)
                 e[d + "/loop/autoclear"] = ("f", "%d\n" % (1 if autoclear else 0))
+        for name, (major, minor, cls) in self._char_devices().items():
+            d = "devices/virtual/%s/%s" % (cls, name)
+            e[d + "/dev"] = ("f", "%d:%d\n" % (major, minor))
+            e[d + "/uevent"] = ("f", "MAJOR=%d\nMINOR=%d\nDEVNAME=%s\n" % (major, minor, name))
+            e["dev/char/%d:%d" % (major, minor)] = ("l", "../../" + d)
         e["class/block"] = ("d",)
         e["block"] = ("d",)
         e["dev/block"] = ("d",)
@@ -405,13 +438,9 @@ class FakeKernel:
         return e
 
     def _dev_entries(self):
-        e = {
-            "console": ("c", 5, 1), "null": ("c", 1, 3), "zero": ("c", 1, 5), "full": ("c", 1, 7),
-            "random": ("c", 1, 8), "urandom": ("c", 1, 9), "kmsg": ("c", 1, 11), "tty": ("c", 5, 0),
-            "ptmx": ("c", 5, 2),
-        }
-        if self._have("loop"):
-            e["loop-control"] = ("c", 10, 237)
+        e = {}
+        for name, (major, minor, _cls) in self._char_devices().items():
+            e[name] = ("c", major, minor)
         for dev in self.devices.values():
             e[dev.name] = ("b", id(dev.data), dev.major, dev.minor)
         return e
@@ -444,7 +473,14 @@ class FakeKernel:
         return e
 
     def refresh(self):
-        """Bring every mounted proc, sysfs and devtmpfs up to date with the kernel's state."""
+        """Bring every mounted proc, sysfs and devtmpfs, and every mknod()ed block node, up to date with the
+        kernel's state."""
+        for f, major, minor in self._nodes:
+            dev = self._by_devnum(major, minor)
+            data = dev.data if dev is not None else b""
+            if f._byte_contents is not data:
+                f._byte_contents = data
+                f.st_size = len(data)
         gens = {}
         for m in self.mounts:
             kind = m.fstype if m.fstype in ("proc", "sysfs", "devtmpfs") else None
@@ -458,13 +494,29 @@ class FakeKernel:
     def _apply(self, m, new):
         old = m.gen
         fs = self.fs
-        for rel in sorted(p for p in old if p not in new):
+        gone = sorted(p for p in old if p not in new)
+        for rel in gone:
             path = m.target + "/" + rel
             if self._lexists(path):
                 try:
                     fs.remove_object(path)
                 except OSError:
                     pass
+        if gone:
+            # Directories that only held generated entries (a loop device's loop/) go with them.
+            keep = set()
+            for rel in new:
+                parts = rel.split("/")
+                for i in range(1, len(parts)):
+                    keep.add("/".join(parts[:i]))
+            for rel in gone:
+                parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+                while parent and parent not in keep and parent not in new:
+                    path = m.target + "/" + parent
+                    if not fs.isdir(path, follow_symlinks=False) or fs.listdir(path):
+                        break
+                    fs.remove_object(path)
+                    parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
         for rel in sorted(new):
             spec = new[rel]
             if old.get(rel) == spec:
@@ -791,16 +843,20 @@ class FakeKernel:
         end = offset + sizelimit if sizelimit else len(data)
         if offset < 0 or offset > len(data):
             raise _err(errno.EINVAL, path)
+        # LOOP_CTL_GET_FREE: the first unbound device, else a new one (drivers/block/loop.c loop_control_get_free)
         n = 0
-        while n in self.loops:
+        while n in self.loops and self.loops[n].backing is not None:
             n += 1
-        name = "loop%d" % n
-        dev = Device(name, data[offset:end], LOOP_MAJOR, n, "devices/virtual/block/" + name, ro=read_only)
-        dev.backing = (real, offset, sizelimit, autoclear)
-        self.loops[n] = dev
-        self.devices[name] = dev
+        dev = self.loops.get(n) or self._new_loop(n)
         self.refresh()
-        return "/dev/" + name
+        node = "/dev/loop%d" % n
+        if not self._lexists(self._p(node)):
+            raise _err(errno.ENOENT, node)      # the native code opens the node (no devtmpfs, no mknod: none)
+        dev.data = data[offset:end]
+        dev.ro = read_only
+        dev.backing = (real, offset, sizelimit, autoclear)
+        self.refresh()
+        return node
 
     def loop_detach(self, loopdev):
         real = self._canon(loopdev)
@@ -815,8 +871,10 @@ class FakeKernel:
         self._detach_loop(dev)
 
     def _detach_loop(self, dev):
-        self.loops.pop(dev.minor, None)
-        self.devices.pop(dev.name, None)
+        # LOOP_CLR_FD: the device stays, unbound and empty (size 0).
+        dev.data = b""
+        dev.ro = False
+        dev.backing = None
         self.refresh()
 
     def load_module(self, path, params=""):
@@ -983,7 +1041,9 @@ class FakeKernel:
         perm = mode & 0o7777 & ~self.umask_value
         if kind == stat.S_IFBLK:
             d = self._by_devnum(self.major(dev), self.minor(dev))
-            self._blockfile(g, d.data if d else b"", perm)
+            f = self._blockfile(g, d.data if d else b"", perm)
+            # The node reads whatever the device holds now (a loop device bound later, a disk appearing).
+            self._nodes.append((f, self.major(dev), self.minor(dev)))
         elif kind == stat.S_IFCHR:
             self._chardev(g, self.major(dev), self.minor(dev))
             self.fos.chmod(g, perm)

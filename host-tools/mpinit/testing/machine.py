@@ -464,28 +464,62 @@ def preload_agent():
             _PRISTINE[name] = _data_globals(module)
 
 
-# Module-level data of each agent module as first imported (caches such as blockdev's probe cache, counters):
-# every boot is a fresh PID 1, so start() puts these back and one boot's state never leaks into the next.
+# Module-level state of each agent module as first imported: every boot is a fresh PID 1, so start() puts it back
+# and one boot's state never leaks into the next (blockdev's probe cache, log's open /dev/kmsg and debug flag).
+# What is restored: containers (dict, list, set, bytearray) refilled in place when still the same object, and
+# names that the module's functions assign with `global` (STORE_GLOBAL). Constants (a `_POLL_MS`) are neither,
+# so a test may monkeypatch them.
 _PRISTINE = {}
-_DATA_TYPES = (dict, list, set, bytearray, int, float, str, bytes, tuple, bool, type(None))
+_CONTAINERS = (dict, list, set, bytearray)
+
+
+def _runtime_globals(module):
+    """Names the module's functions assign through a `global` statement."""
+    import dis
+    import types
+
+    path = getattr(module, "__file__", None)
+    if not path or not path.endswith(".py"):
+        return set()
+    try:
+        with open(path, encoding="utf-8") as f:
+            code = compile(f.read(), path, "exec")
+    except (OSError, SyntaxError):
+        return set()
+    names = set()
+    todo = [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    while todo:
+        co = todo.pop()
+        for ins in dis.get_instructions(co):
+            if ins.opname in ("STORE_GLOBAL", "DELETE_GLOBAL"):
+                names.add(ins.argval)
+        todo.extend(c for c in co.co_consts if isinstance(c, types.CodeType))
+    return names
 
 
 def _data_globals(module):
     import copy
 
+    assigned = _runtime_globals(module)
     out = {}
     for key, value in vars(module).items():
-        if key.startswith("__") or not isinstance(value, _DATA_TYPES):
+        if key.startswith("__"):
             continue
-        try:
-            out[key] = copy.deepcopy(value)
-        except Exception:  # noqa: BLE001 - not copyable: left as it is
-            pass
+        if isinstance(value, _CONTAINERS):
+            try:
+                out[key] = ("fill", value, copy.deepcopy(value))
+            except Exception:  # noqa: BLE001 - not copyable: left as it is
+                pass
+        elif key in assigned:
+            out[key] = ("set", None, value)
+    for key in assigned:
+        if key not in out and key not in vars(module):
+            out[key] = ("del", None, None)   # first assigned at run time
     return out
 
 
 def reset_agent_state():
-    """Give every agent module its first-import data globals back (a fresh PID 1 for each boot)."""
+    """Give every agent module its first-import state back (a fresh PID 1 for each boot)."""
     import copy
     import sys
 
@@ -493,8 +527,19 @@ def reset_agent_state():
         module = sys.modules.get(name)
         if module is None:
             continue
-        for key, value in saved.items():
-            setattr(module, key, copy.deepcopy(value))
+        for key, (how, original, value) in saved.items():
+            if how == "set":
+                setattr(module, key, value)
+            elif how == "del":
+                if hasattr(module, key):
+                    delattr(module, key)
+            elif getattr(module, key, None) is original:    # "fill": not replaced by the test itself
+                fresh = copy.deepcopy(value)
+                if isinstance(original, (dict, set)):
+                    original.clear()
+                    original.update(fresh)
+                else:
+                    original[:] = fresh
 
 
 def _rootfs_paths(kernel):
@@ -505,10 +550,17 @@ def _rootfs_paths(kernel):
     idev = rootfs.mp["idev"]
     out = []
 
+    covered = {}
+    for m in kernel.mounts:
+        if m.covered is not None:
+            covered[id(m.root)] = m.covered
+
     def walk(d, prefix):
         for name, obj in sorted(d.entries.items()):
+            while obj.st_dev != idev and id(obj) in covered:
+                obj = covered[id(obj)]      # a mount point: what it hides is still in the initramfs
             if obj.st_dev != idev:
-                continue        # a mount point: another filesystem's root
+                continue        # another filesystem's root
             path = prefix + "/" + name
             out.append(path)
             if stat.S_ISDIR(obj.st_mode):

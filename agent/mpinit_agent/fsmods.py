@@ -1,0 +1,73 @@
+# Filesystem drivers on demand. When mount(2) meets a filesystem type the kernel does not know, it calls
+# request_module("fs-<type>") (fs/filesystems.c get_fs_type), which runs /sbin/modprobe: there is none in the
+# initramfs, so the mount fails with ENODEV. Coldplug loads drivers for devices, not for filesystems, so the agent
+# loads the filesystem's module itself before mounting: the shipped module whose alias matches "fs-<type>"
+# (MODULE_ALIAS_FS in every filesystem driver), plus the character sets the driver asks for by default
+# (fat: codepage 437 and the iocharset, CONFIG_FAT_DEFAULT_CODEPAGE/_IOCHARSET; isofs Joliet, exfat: utf8).
+from . import fsutil, log
+
+# Module names for kernels whose table lacks the fs- aliases (ext2/ext3 are served by ext4 since 4.3).
+_BY_NAME = {"iso9660": "isofs", "ext2": "ext4", "ext3": "ext4"}
+_NLS = {"vfat": ("nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8"), "msdos": ("nls_cp437",),
+        "iso9660": ("nls_utf8",), "exfat": ("nls_utf8",), "udf": ("nls_utf8",)}
+
+
+def known(fstype, path="/proc/filesystems"):
+    """True when the running kernel has fstype registered (/proc/filesystems: "nodev\\ttmpfs" or "\\text4")."""
+    for line in fsutil.read_text(path, "").split("\n"):
+        if line.split("\t")[-1].strip() == fstype:
+            return True
+    return False
+
+
+def _modules(ctx):
+    m = getattr(ctx, "modules", None)
+    if m is None:
+        from . import kmod
+
+        m = ctx.modules = kmod.Modules()
+    return m
+
+
+def ensure(ctx, fstype):
+    """Load the module for fstype (and its default character sets) when the kernel lacks it. Returns the names
+    loaded; never raises for a missing module (mount(2) then reports ENODEV, which the caller names)."""
+    if not fstype or known(fstype):
+        return []
+    try:
+        m = _modules(ctx)
+        have = m.available()
+        names = m.match("fs-" + fstype)
+        if not names:
+            alt = _BY_NAME.get(fstype, fstype)
+            names = [alt] if alt in have else []
+        names = names + [n for n in _NLS.get(fstype, ()) if n in have]
+        loaded = [n for n in names if m.load(n)]
+    except (OSError, ValueError) as e:
+        log.warning("no module for filesystem %s: %s" % (fstype, e))
+        return []
+    if loaded:
+        log.info("loaded %s for filesystem %s" % (", ".join(loaded), fstype))
+    return loaded
+
+
+def ensure_loop(ctx, control="/dev/loop-control"):
+    """The loop driver, when /dev/loop-control is missing (loop built as a module)."""
+    if fsutil.exists(control):
+        return True
+    try:
+        m = _modules(ctx)
+        return "loop" in m.available() and m.load("loop")
+    except (OSError, ValueError) as e:
+        log.warning("loop module: %s" % e)
+        return False
+
+
+def retry_data(fstype):
+    """Mount data to try once more after EINVAL, or None. vfat loads its default iocharset (Debian's kernels:
+    CONFIG_FAT_DEFAULT_IOCHARSET="ascii", so nls_ascii) even for UTF-8 names (fs/fat/inode.c fat_fill_super:
+    "IO charset %s not found"); when that module is not in the image, iocharset=utf8 (nls_utf8) is the one that
+    usually is."""
+    if fstype == "vfat":
+        return "iocharset=utf8"
+    return None

@@ -1,0 +1,438 @@
+"""The benchmark's own code (bench/): statistics, console parsing, the peer image, the report, the CLI options.
+No timing is asserted here: the figures themselves are the benchmark's output, not test results."""
+
+import gzip
+import importlib.util
+import statistics
+import stat as st
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT, require_tools
+
+sys.path.insert(0, str(ROOT / "bench"))
+
+from mpbench import parse, peer, report, stats  # noqa: E402
+from mpbench.report import Metric, Target  # noqa: E402
+from mpinit import cpio  # noqa: E402
+
+try:
+    from hypothesis import given
+    from hypothesis import strategies as hs
+except ImportError:  # pragma: no cover
+    given = None
+
+
+# --- stats -------------------------------------------------------------------------------------------------
+
+def test_quantiles_match_the_inclusive_method_of_the_standard_library():
+    data = [3.0, 1.0, 4.0, 1.5, 9.0, 2.6, 5.3]
+    s = stats.summarize(data)
+    q1, med, q3 = statistics.quantiles(data, n=4, method="inclusive")
+    assert (s.n, s.min, s.max) == (7, 1.0, 9.0)
+    assert s.median == pytest.approx(med) and s.median == statistics.median(data)
+    assert s.q1 == pytest.approx(q1) and s.q3 == pytest.approx(q3)
+    assert s.iqr == pytest.approx(q3 - q1)
+
+
+def test_summary_of_one_and_of_none():
+    s = stats.summarize([2.5])
+    assert (s.median, s.min, s.max, s.q1, s.q3) == (2.5, 2.5, 2.5, 2.5, 2.5)
+    assert stats.summarize([]) is None
+    with pytest.raises(ValueError, match="no values"):
+        stats.quantile([], 0.5)
+    with pytest.raises(ValueError, match="within 0..1"):
+        stats.quantile([1.0], 1.5)
+
+
+def test_ratio_is_of_medians_and_none_when_a_side_is_missing():
+    assert stats.ratio(stats.summarize([1, 2, 3]), stats.summarize([4, 4, 8])) == pytest.approx(0.5)
+    assert stats.ratio(None, stats.summarize([1])) is None
+    assert stats.ratio(stats.summarize([1]), None) is None
+    assert stats.ratio(stats.summarize([1]), stats.summarize([0])) is None
+
+
+if given is not None:
+    @given(hs.lists(hs.floats(min_value=-1e6, max_value=1e6), min_size=1, max_size=40))
+    def test_summary_is_ordered(values):
+        s = stats.summarize(values)
+        assert s.min <= s.q1 <= s.median <= s.q3 <= s.max
+        assert s.min == min(values) and s.max == max(values)
+
+
+# --- console parsing ---------------------------------------------------------------------------------------
+
+OURS_CONSOLE = """\
+[    1.513623] Write protecting the kernel read-only data: 26624k
+[    1.522090] Run /init as init process
+[    2.763395] mpinit: early: /dev by devtmpfs, console yes, keymap none (56 ms)
+mpinit: toram:  40% 100/256 MiB 50.2 MB/s ETA 3 smpinit: toram: 100% 256/256 MiB 61.7 MB/s done
+[    3.100000] mpinit: bench: VmHWM: 1876 kB
+[    3.101500] mpinit: handoff: switching to /sysroot, exec /sbin/init
+MPINIT-LIVE-OK uptime=3.45 rootfs=overlay rw=yes cmdline=root=live:LABEL=MPLIVE printk.time=1
+"""
+
+PEER_CONSOLE = """\
+[    2.035727] Run /init as init process
+[    2.301273] bbinit: start
+[    4.866955] bbinit: toram: copied 66998272 bytes in 4.06 .. 4.92 s
+[    5.237057] bbinit: VmHWM: 1724 kB
+[    5.238515] bbinit: switch_root
+MPINIT-LIVE-OK uptime=5.60 rootfs=overlay rw=yes cmdline=root=live:LABEL=MPLIVE
+"""
+
+
+def test_time_in_init_is_from_run_init_to_the_handoff_line():
+    assert parse.time_in_init(OURS_CONSOLE, parse.OURS_HANDOFF) == pytest.approx(3.1015 - 1.52209)
+    assert parse.time_in_init(PEER_CONSOLE, parse.PEER_HANDOFF) == pytest.approx(5.238515 - 2.035727)
+
+
+def test_a_stamp_in_the_middle_of_a_line_starts_a_new_piece():
+    pieces = parse.stamped("progress 10%[    4.000100] virtio_blk: vda\nno stamp here\n[ 12.5] x")
+    assert pieces == [(4.0001, "virtio_blk: vda"), (12.5, "x")]
+
+
+def test_missing_lines_raise_parse_errors_naming_what_was_looked_for():
+    with pytest.raises(parse.ParseError, match="boot 3.*Run /init"):
+        parse.time_in_init("[ 1.0] nothing\n", parse.OURS_HANDOFF, "boot 3")
+    with pytest.raises(parse.ParseError, match="mpinit: handoff"):
+        parse.time_in_init("[ 1.0] Run /init as init process\n", parse.OURS_HANDOFF)
+    with pytest.raises(parse.ParseError, match="before"):
+        parse.time_in_init("[ 0.5] bbinit: switch_root\n[ 1.0] Run /init as init process\n", parse.PEER_HANDOFF)
+    with pytest.raises(parse.ParseError, match="MPINIT-LIVE-OK"):
+        parse.marker_uptime("[ 1.0] Run /init as init process\n")
+    with pytest.raises(parse.ParseError, match="VmHWM"):
+        parse.vmhwm_kb(PEER_CONSOLE, parse.OURS_VMHWM)
+
+
+def test_marker_uptime_and_vmhwm():
+    assert parse.marker_uptime(OURS_CONSOLE) == 3.45
+    assert parse.marker_uptime(PEER_CONSOLE) == 5.60
+    assert parse.vmhwm_kb(OURS_CONSOLE, parse.OURS_VMHWM) == 1876
+    assert parse.vmhwm_kb(PEER_CONSOLE, parse.PEER_VMHWM) == 1724
+    with pytest.raises(parse.ParseError, match="bad uptime"):
+        parse.marker_uptime("MPINIT-LIVE-OK uptime=soon rootfs=overlay\n")
+
+
+def test_toram_rates_of_both_sides():
+    assert parse.ours_toram_mbps(OURS_CONSOLE) == pytest.approx(61.7)
+    assert parse.peer_toram(PEER_CONSOLE) == (66998272, pytest.approx(0.86))
+    assert parse.peer_toram_mbps(PEER_CONSOLE) == pytest.approx(66998272 / 0.86 / 1e6)
+
+
+def test_toram_without_a_completed_copy_is_an_error():
+    with pytest.raises(parse.ParseError, match="completed"):
+        parse.ours_toram_mbps("mpinit: toram:  40% 100/256 MiB 50.2 MB/s ETA 3 s\n")
+    with pytest.raises(parse.ParseError, match="no measurable time"):
+        parse.peer_toram_mbps("bbinit: toram: copied 100 bytes in 4.06 .. 4.06 s\n")
+    with pytest.raises(parse.ParseError, match="copied"):
+        parse.peer_toram_mbps(OURS_CONSOLE)
+
+
+def test_progress_line_of_the_agent_parses():
+    """The agent's own formatter (toram.progress_line) produces what the parser reads."""
+    from mpinit_agent import toram
+
+    line = toram.progress_line(256 << 20, 256 << 20, 4350)
+    assert parse.ours_toram_mbps(line + "\n") == pytest.approx((256 << 20) / 4.35 / 1e6, abs=0.1)
+
+
+def test_failure_hint_keeps_the_interesting_lines():
+    out = "[ 1.0] boring\n[ 2.0] mpinit: boot failed in stage 'medium'\nmore boring\nKernel panic - not syncing\n"
+    assert parse.failure_hint(out) == ["[ 2.0] mpinit: boot failed in stage 'medium'",
+                                       "Kernel panic - not syncing"]
+
+
+# --- the peer --------------------------------------------------------------------------------------------------
+
+def test_the_script_runs_only_shipped_applets_and_shell_builtins():
+    used = peer.commands(peer.init_script())
+    assert used - set(peer.APPLETS) - peer.SHELL_WORDS == set()
+    # every shipped applet is used (sh is the interpreter of /init itself)
+    assert set(peer.APPLETS) - used == {"sh"}
+
+
+def test_command_finder_sees_commands_after_separators_and_in_substitutions():
+    script = 'x=$(findfs LABEL=a) && insmod b.ko || echo no\nfoo | bar; baz\ncase "$w" in a|b) qux ;; esac\n'
+    assert {"findfs", "insmod", "echo", "foo", "bar", "baz", "qux"} <= peer.commands(script)
+
+
+def _line_of(script, needle):
+    return next(line.strip() for line in script.split("\n") if needle in line)
+
+
+def test_the_scripts_log_lines_are_what_the_parser_reads():
+    script = peer.init_script()
+    toram = _line_of(script, 'log "toram: copied')
+    text = toram.split('"', 2)[1].replace("$size", "1000000").replace("$t0", "1.00").replace("$t1", "1.50")
+    assert parse.peer_toram("bbinit: " + text) == (1000000, pytest.approx(0.5))
+    assert 'log "switch_root"' in script and "bbinit: switch_root" == parse.PEER_HANDOFF
+    vm = _line_of(script, 'log "VmHWM:')
+    assert vm.startswith('log "VmHWM: $(') and vm.endswith(' kB"')
+    assert parse.PEER_VMHWM == "bbinit: VmHWM:"
+    # the log lines must be written while /dev/kmsg still exists, i.e. before /dev is moved
+    assert script.index('log "switch_root"') < script.index("mount --move /dev")
+    assert script.rstrip().endswith("exec switch_root /newroot /sbin/init")
+
+
+def test_the_script_is_valid_ash():
+    require_tools("busybox")
+    proc = subprocess.run(["busybox", "sh", "-n", str(peer.INIT_SH)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+class _Info:
+    def __init__(self, rel):
+        self.rel = rel
+
+
+class _Closure:
+    """The part of mpinit.kmod.Closure the peer builder reads."""
+    kver = "6.1.0-test"
+    modules = ["crc16", "ext4", "virtio_blk"]
+    infos = {"crc16": _Info("kernel/lib/crc16.ko"), "ext4": _Info("kernel/fs/ext4/ext4.ko"),
+             "virtio_blk": _Info("kernel/drivers/block/virtio_blk.ko")}
+    files = [("/lib/modules/6.1.0-test/kernel/lib/crc16.ko", b"\x7fELF crc16"),
+             ("/lib/modules/6.1.0-test/kernel/fs/ext4/ext4.ko", b"\x7fELF ext4"),
+             ("/lib/modules/6.1.0-test/kernel/drivers/block/virtio_blk.ko", b"\x7fELF vblk")]
+
+
+def test_module_order_is_the_closure_load_order_as_image_paths():
+    assert peer.module_order(_Closure()) == [
+        "/lib/modules/6.1.0-test/kernel/lib/crc16.ko", "/lib/modules/6.1.0-test/kernel/fs/ext4/ext4.ko",
+        "/lib/modules/6.1.0-test/kernel/drivers/block/virtio_blk.ko"]
+
+
+def test_peer_image_holds_init_busybox_nodes_modules_and_their_order(tmp_path):
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"\x7fELF not really busybox")
+    img = peer.build(bb, _Closure(), "gzip:6", script="#!/bin/sh\necho hi\n")
+    raw = gzip.decompress(img.image)
+    assert len(raw) == img.uncompressed_size
+    entries = {e.name: e for m in cpio.read_image(img.image) for e in m.entries}
+    init = entries["init"]
+    assert init.data == b"#!/bin/sh\necho hi\n" and st.S_IMODE(init.mode) == 0o755 and init.uid == 0
+    assert entries["bin/busybox"].data == bb.read_bytes()
+    for applet in peer.APPLETS:
+        assert entries["bin/" + applet].islnk() and entries["bin/" + applet].data == b"busybox"
+    console = entries["dev/console"]
+    assert st.S_ISCHR(console.mode) and console.rdev == (5, 1)
+    assert entries["etc/modules.order"].data.decode().split() == peer.module_order(_Closure())
+    for dest, data in _Closure.files:
+        assert entries[dest.lstrip("/")].data == data
+    for d in ("proc", "sys", "mnt", "newroot"):
+        assert entries[d].isdir()
+    assert img.modules == _Closure.modules
+
+
+def test_peer_image_without_modules_and_with_the_real_script(tmp_path):
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"bb")
+    img = peer.build(bb, None, "none")
+    entries = {e.name: e for m in cpio.read_image(img.image) for e in m.entries}
+    assert entries["etc/modules.order"].data == b""
+    assert entries["init"].data == peer.INIT_SH.read_bytes()
+    assert not any(n.startswith("lib/modules/") for n in entries)
+
+
+def test_bad_compression_is_refused_naming_it(tmp_path):
+    bb = tmp_path / "busybox"
+    bb.write_bytes(b"bb")
+    from mpinit.compress import CompressError
+
+    with pytest.raises(CompressError, match="brotli"):
+        peer.build(bb, None, "brotli")
+
+
+# --- the VmHWM hook ----------------------------------------------------------------------------------------
+
+def test_the_hook_logs_vmhwm_in_the_parsed_format(tmp_path):
+    """Runs the hook on the host (its /proc/self/status is this test process's): the kmsg line it writes is the
+    one the parser reads."""
+    from mpinit_agent import log
+
+    hook = ROOT / "bench" / "hooks" / "90-bench-vmhwm.py"
+    ns = {}
+    exec(compile(hook.read_text(), str(hook), "exec"), ns)
+    kmsg = tmp_path / "kmsg"
+    log.setup(kmsg_path=str(kmsg))
+    try:
+        ns["before_handoff"](None)
+    finally:
+        log.setup(kmsg_path=str(tmp_path / "no-such-dir" / "kmsg"))  # back to no kmsg
+    text = kmsg.read_text()
+    assert text.startswith("<5>mpinit: bench: VmHWM: ")
+    assert parse.vmhwm_kb(text[3:], parse.OURS_VMHWM) > 0
+
+
+# --- report ------------------------------------------------------------------------------------------------
+
+def _metrics():
+    a = Metric("live_root", "time to the live root", "s", ours=[3.0, 3.2, 3.1], peer=[5.0, 5.5, 6.0],
+               target=Target("ratio", 0.8, "<= 0.8x busybox"))
+    b = Metric("toram", "toram throughput", "MB/s", better="higher", ours=[50.0], peer=[80.0],
+               target=Target("ratio", 1.0, ">= 1.0x busybox cp"))
+    c = Metric("vmhwm", "peak memory", "kB", ours=[], peer=[1724],
+               target=Target("abs", 4096, "<= 4096 kB"), ours_failures=["boot 1: no marker"])
+    d = Metric("pack", "pack time", "s", ours=[0.7, 0.9], peer=[2.0, 2.2], target=Target("abs", 1.0, "<= 1 s"))
+    return [a, b, c, d]
+
+
+def test_verdicts_follow_the_direction_and_kind_of_the_target():
+    a, b, c, d = _metrics()
+    assert a.ratio() == pytest.approx(3.1 / 5.5) and a.verdict() == "yes"
+    assert b.ratio() == pytest.approx(50 / 80) and b.verdict() == "no"
+    assert c.ratio() is None and c.verdict() == "n/a"
+    assert d.verdict() == "yes"
+    d.ours = [1.5]
+    assert d.verdict() == "no"
+    assert Metric("x", "x", "s", ours=[1], peer=[1]).verdict() == "n/a"
+
+
+def test_markdown_table_has_both_columns_ratios_and_failures():
+    md = report.markdown(_metrics(), {"title": "T", "status": "INCOMPLETE", "command": "bench/run.py --runs 3",
+                                      "date": "2026-01-01 00:00 UTC", "chart": "results.svg",
+                                      "failures": ["ours boot 1: no marker"], "machine": [("QEMU", "7.2")]})
+    rows = {line.split("|")[1].strip(): line for line in md.split("\n") if line.startswith("| ")}
+    live = rows["time to the live root"]
+    assert "3.100 s (3.000 - 3.200, IQR 0.100, n=3)" in live and "5.500 s" in live and "0.56x" in live
+    assert live.rstrip().endswith("| yes |")
+    assert "not measured (1 failed)" in rows["peak memory"] and "1724 kB" in rows["peak memory"]
+    assert "61.7" not in md and "0.62x" in rows["toram throughput"]
+    assert "**INCOMPLETE**" in md and "`bench/run.py --runs 3`" in md and "](results.svg)" in md
+    assert "- ours boot 1: no marker" in md and "| QEMU | 7.2 |" in md
+
+
+def test_svg_is_well_formed_and_names_every_figure():
+    text = report.svg(_metrics())
+    root = ET.fromstring(text)
+    assert root.tag.endswith("svg")
+    words = " ".join(t.text or "" for t in root.iter() if t.tag.endswith("text"))
+    for m in _metrics():
+        assert m.title in words
+    assert "not measured" in words  # ours has no peak-memory figure
+    assert "0.56x" in words
+
+
+# --- the command line --------------------------------------------------------------------------------------
+
+def _run_module():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "bench" / "run.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_options_quick_and_defaults():
+    run = _run_module()
+    a = run.parse_args([])
+    assert (a.runs, a.toram_runs, a.pack_runs, a.toram_mb) == (5, 5, 5, 256)
+    q = run.parse_args(["--quick"])
+    assert (q.runs, q.toram_runs, q.pack_runs, q.toram_mb) == (1, 1, 1, 64)
+    assert run.parse_args(["--quick", "--toram-mb", "256"]).toram_mb == 256
+    assert run.parse_args(["--runs", "3", "--toram-runs", "2"]).toram_runs == 2
+
+
+def test_options_refuse_bad_values_naming_them(capsys):
+    run = _run_module()
+    for argv, word in ((["--runs", "-1"], "--runs -1"), (["--memory", "64"], "--memory 64"),
+                       (["--toram-mb", "2"], "--toram-mb 2"), (["--compress", "brotli"], "brotli")):
+        with pytest.raises(SystemExit):
+            run.parse_args(argv)
+        assert word in capsys.readouterr().err
+
+
+def test_stage_times_take_the_last_duration_of_each_stage_line():
+    out = ("[ 2.7] mpinit: early: /dev by devtmpfs, console yes, keymap none (56 ms)\n"
+           "[ 2.8] mpinit: cmdline: start\n"
+           "[ 4.3] mpinit: devices: LABEL=MPLIVE is /dev/vda1 (2 block devices, 533 ms) (551 ms)\n"
+           "[ 4.4] mpinit: bench: VmHWM: 1 kB\n"
+           "[ 4.5] mpinit: devices: again (9 ms)\n")
+    assert parse.stage_times(out, ("early", "cmdline", "devices")) == {"early": 56, "devices": 551}
+
+
+def test_a_leading_double_dash_from_build_py_is_dropped():
+    run = _run_module()
+    a = run.parse_args(["--", "--runs", "3"])
+    assert a.runs == 3 and a.argv == ["--runs", "3"]
+
+
+def test_phases_of_both_sides_run_from_line_to_line():
+    ours = ("[ 1.000] Run /init as init process\n[ 1.600] mpinit: modules: 9 loaded (500 ms)\n"
+            "[ 1.900] mpinit: devices: LABEL=X is /dev/vda1 (2 block devices, 280 ms) (290 ms)\n"
+            "[ 2.000] mpinit: root: overlay of x (upper: tmpfs) (60 ms)\n"
+            "[ 2.010] mpinit: handoff: switching to /sysroot, exec /sbin/init\n")
+    assert parse.phase_times(ours, "ours") == {"start + modules": 600, "wait for the medium": 300,
+                                               "mount medium, (toram), root": 100, "to the hand-off line": 10}
+    peer_out = ("[ 2.0] Run /init as init process\n[ 2.5] bbinit: modules: done\n[ 2.75] bbinit: medium: /dev/vda1\n"
+                "[ 3.0] bbinit: root: done\n[ 3.01] bbinit: switch_root\n")
+    assert parse.phase_times(peer_out, "peer") == {"start + modules": 500, "wait for the medium": 250,
+                                                   "mount medium, (toram), root": 250, "to the hand-off line": 10}
+    # a missing line ends the breakdown there
+    assert parse.phase_times(peer_out.replace("bbinit: medium", "x"), "peer") == {"start + modules": 500}
+    assert parse.phase_times("no stamps", "ours") == {}
+
+
+def test_the_script_logs_every_phase_line_the_parser_reads():
+    script = peer.init_script()
+    for _, _, line in parse.PHASES:
+        assert 'log "%s' % line[len("bbinit: "):] in script
+
+
+def test_failure_block_starts_at_the_failure_and_drops_repeats():
+    out = ("[ 1.0] Run /init as init process\n[ 4.3] mpinit: boot failed in stage 'medium': no medium\n"
+           "mpinit: boot failed in stage 'medium': no medium\n  tried:\n    mount -t vfat: errno 19\n"
+           "mpinit: rebooting in 10 s (panic=10)\n")
+    assert parse.failure_block(out) == ["mpinit: boot failed in stage 'medium': no medium", "  tried:",
+                                        "    mount -t vfat: errno 19", "mpinit: rebooting in 10 s (panic=10)"]
+    assert parse.failure_block("[ 1.0] bbinit: FAILED: mount /dev/vda1\n") == ["bbinit: FAILED: mount /dev/vda1"]
+
+
+# --- the peer, booted for real -------------------------------------------------------------------------------
+
+@pytest.mark.e2e
+def test_the_peer_boots_the_live_medium_and_reports_its_figures(debian_kernel, tmp_path):
+    """The busybox peer, built with the real generic-live closure, boots the e2e medium to the live root's overlay
+    and logs every line the benchmark reads (values are not judged: they are the benchmark's output)."""
+    require_tools("qemu-system-x86_64", "busybox", "mksquashfs", "sgdisk", "mkfs.vfat", "mcopy")
+    from mpinit import atomic, kmod, media, qemu
+    from mpinit.initramfs import expand_modules
+    from mpinit.liveroot import busybox_path
+
+    run = _run_module()
+    closure = kmod.resolve(debian_kernel.modules_dir, expand_modules(["generic-live"]))
+    img = tmp_path / "peer.img"
+    atomic.write_bytes(img, peer.build(busybox_path(), closure).image)
+    r = qemu.boot(debian_kernel.vmlinuz, img, disks=[media.ensure("gpt-vfat").path], append=run.CMDLINE,
+                  memory_mb=512, timeout_s=180)
+    assert r.ok, "\n".join(parse.failure_block(r.output)) or r.output[-3000:]
+    assert r.marker_fields()["rootfs"] == "overlay" and r.marker_fields()["rw"] == "yes"
+    assert "insmod" not in "\n".join(parse.failure_hint(r.output))  # every module of the set loaded
+    assert parse.marker_uptime(r.output) > 0
+    assert parse.time_in_init(r.output, parse.PEER_HANDOFF) > 0
+    assert parse.vmhwm_kb(r.output, parse.PEER_VMHWM) > 0
+    assert list(parse.phase_times(r.output, "peer")) == [name for name, _, _ in parse.PHASES]
+
+
+# --- the toram medium ----------------------------------------------------------------------------------------
+
+@pytest.mark.tools
+def test_toram_medium_is_a_gpt_fat32_mplive_disk_holding_an_image_of_the_size_asked(tmp_path):
+    require_tools("busybox", "mksquashfs", "sgdisk", "mkfs.vfat", "mcopy", "mdir")
+    from mpbench import medium
+    from mpinit import media
+
+    disk = medium.ensure(tmp_path, size_mib=8)
+    assert medium.ensure(tmp_path, size_mib=8) == disk  # cached: the same file, not rebuilt
+    size = medium.image_size(tmp_path, 8)
+    assert 7 * 2**20 < size < 9 * 2**20
+    gpt = subprocess.run(["sgdisk", "-i", "1", str(disk)], capture_output=True, text=True, check=True).stdout
+    assert media.GPT_PARTUUID.upper() in gpt.upper() and "MPLIVE-PART" in gpt
+    offset = "%s@@%d" % (disk, media.PART_START * media.SECTOR)
+    listing = subprocess.run(["mdir", "-i", offset, "::/live"], capture_output=True, text=True, check=True,
+                             env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout
+    assert "filesystem" in listing and "MPLIVE" in listing
+    assert not list(disk.parent.glob("*.tmp")) and not (disk.parent / "tree").exists()
