@@ -130,7 +130,7 @@ def test_boot_feeds_input_when_the_prompt_appears(qemu_ready, tmp_path):
 @pytest.mark.e2e
 def test_boot_without_marker_hits_the_deadline_and_is_killed(qemu_ready, tmp_path):
     initrd = busybox_initrd(tmp_path / "initrd", 'echo "STUCK"; sleep 100000')
-    r = qemu.boot(qemu_ready.vmlinuz, initrd, append="quiet", memory_mb=256, timeout_s=25)
+    r = qemu.boot(qemu_ready.vmlinuz, initrd, append="quiet", memory_mb=256, timeout_s=15)
     assert not r.ok and r.marker_line is None
     assert r.timed_out
     assert "STUCK" in r.output  # the console was captured up to the kill

@@ -154,9 +154,8 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
 
     input_lines: a script of (wait_for_text, send_text) pairs, fed to the serial console in order: each send
     happens once wait_for_text has appeared in the output after the previous step's match and the console
-    has then been quiet for settle_s. interactive: the
-    console is copied to this terminal and the terminal's keyboard goes to the guest (QEMU puts a tty stdin in
-    raw mode; Ctrl-C still stops QEMU). stop_on: a text (e.g. a REPL prompt) after which QEMU is killed once
+    has then been quiet for settle_s. interactive: the console is copied to this terminal and the terminal's
+    keyboard goes to the guest (QEMU puts a tty stdin in raw mode; Ctrl-C still stops QEMU). stop_on: a text (e.g. a REPL prompt) after which QEMU is killed once
     the console has been quiet for a second and the input script is done, instead of waiting for the guest to
     power off or for the deadline. argv: a complete QEMU command line (e.g. from firmware_argv(), for media
     booted by the firmware) used instead of one built from kernel/initrd/disks/cdrom/append.
@@ -181,6 +180,8 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
     try:
         proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     except OSError as e:
+        if log:
+            log.close()
         raise ToolError("%s: cannot start: %s" % (argv[0], e))
 
     def reader():

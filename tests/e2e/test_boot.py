@@ -257,8 +257,11 @@ def test_missing_init_in_the_image(boot):
 # --- the break point ---------------------------------------------------------------------------------------
 
 @pytest.mark.e2e
-def test_break_premount_repl_then_resume(boot):
-    r = boot(["gpt-vfat"], "%s rd.break=premount" % LABEL,
+@pytest.mark.parametrize("name", ["premount", "pre-mount"])
+def test_break_premount_repl_then_resume(boot, name):
+    r = boot(["gpt-vfat"], "%s rd.break=%s" % (LABEL, name),
              input_lines=[(REPL_PROMPT, "print('AT-BREAK', 6 * 7)"), ("AT-BREAK 42", "resume()")])
     assert "AT-BREAK 42" in r.output, r.output[-3000:]
     assert_live(r)
+    assert agent_lines(r, "rd.break"), "no mpinit: line about the break point"
+    assert r.output.find("AT-BREAK 42") < r.output.find("MPINIT-LIVE-OK")  # stopped before the root, then resumed
