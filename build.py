@@ -82,7 +82,14 @@ def main(argv=None):
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="passed to bench/run.py")
     p.set_defaults(func=cmd_bench)
 
-    args = parser.parse_args(argv)
+    # Options meant for pytest / `mpinit demo` / bench/run.py (e.g. `test -m "not e2e"`) are not ours: argparse
+    # leaves them in `extra`, and they go on after any positional ones.
+    args, extra = parser.parse_known_args(argv)
+    passthrough = {"test": "pytest_args", "demo": "demo_args", "bench": "bench_args"}.get(args.command)
+    if extra and not passthrough:
+        parser.error("unrecognized arguments: %s" % " ".join(extra))
+    if passthrough:
+        setattr(args, passthrough, extra + getattr(args, passthrough))
     try:
         return args.func(args) or 0
     except BuildError as e:

@@ -11,17 +11,18 @@ from pathlib import Path
 
 
 @contextmanager
-def atomic_open(path, mode=0o644):
-    """Yield a binary file object; on normal exit it is flushed, fsynced and renamed to `path`."""
+def atomic_path(path, mode=0o644):
+    """Yield a temporary path beside `path` for a writer that needs a name (mksquashfs, xorriso); on normal exit
+    the file is fsynced, given `mode` and renamed to `path`; on any exception it is removed."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError("%s: directory %s does not exist" % (path, parent))
     fd, tmp = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".tmp", dir=parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
@@ -31,6 +32,14 @@ def atomic_open(path, mode=0o644):
         except FileNotFoundError:
             pass
         raise
+
+
+@contextmanager
+def atomic_open(path, mode=0o644):
+    """Yield a binary file object; on normal exit it is flushed, fsynced and renamed to `path`."""
+    with atomic_path(path, mode) as tmp:
+        with open(tmp, "wb") as f:
+            yield f
 
 
 def write_bytes(path, data, mode=0o644):

@@ -17,6 +17,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
+from .atomic import atomic_path
 from .runner import ToolError, find_tool, run
 
 MARKER = "MPINIT-LIVE-OK"
@@ -104,17 +105,12 @@ def make_squashfs(tree, out, comp="xz", compress_data=True):
     Reproducible: fixed times, everything owned by root. compress_data=False stores file data uncompressed
     (fast for large random files, which do not compress anyway)."""
     out = Path(out)
-    tmp = out.with_name("." + out.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    argv = [find_tool("mksquashfs", "squashfs-tools"), tree, tmp, "-noappend", "-comp", comp, "-all-root",
-            "-mkfs-time", "0", "-all-time", "0", "-no-progress", "-quiet"]
-    if not compress_data:
-        argv.append("-noD")
-    try:
+    with atomic_path(out) as tmp:
+        argv = [find_tool("mksquashfs", "squashfs-tools"), tree, tmp, "-noappend", "-comp", comp, "-all-root",
+                "-mkfs-time", "0", "-all-time", "0", "-no-progress", "-quiet"]
+        if not compress_data:
+            argv.append("-noD")
         run(argv, capture=True)
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

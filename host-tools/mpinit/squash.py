@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .atomic import atomic_path
 from .runner import find_tool, run
 
 # init/main.c kernel_init(): the fallbacks tried when no init= is given, in order.
@@ -182,21 +183,12 @@ def build(root, output, comp="xz", all_root=False, exclude_file=None, progress=N
     if progress is None:
         progress = sys.stdout.isatty()
     print("mpinit squash: %s (init %s) -> %s, %s" % (root, init, output, comp), file=out, flush=True)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % output.name, suffix=".tmp", dir=output.parent)
-    os.close(fd)
     ef_fd, ef = tempfile.mkstemp(prefix="mpinit-squash-", suffix=".exclude")
     try:
         with os.fdopen(ef_fd, "w") as f:
             f.write("".join(p + "\n" for p in patterns))
-        run(mksquashfs_argv(root, tmp, comp, all_root, ef, progress))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, output)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+        with atomic_path(output) as tmp:
+            run(mksquashfs_argv(root, tmp, comp, all_root, ef, progress))
     finally:
         os.unlink(ef)
     size = output.stat().st_size

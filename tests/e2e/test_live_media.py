@@ -51,10 +51,6 @@ exec switch_root /newroot /sbin/init
 """
 
 LABEL = "MPTEST_LIVE"
-# The Debian kernel mounts vfat with iocharset=ascii (CONFIG_FAT_DEFAULT_IOCHARSET) and fails with "IO charset
-# ascii not found" unless nls_ascii is loaded; neither the generic-live module set nor the agent's vfat module list
-# has it yet: shipped with --modules and preloaded by name until they do.
-AGENT_WORKAROUND = "rd.driver.pre=nls_ascii"
 
 
 def _make_initrd(out, modules_dir):
@@ -193,7 +189,7 @@ def test_uefi_disk_image_boots_under_ovmf(live_parts, tmp_path):
 
 @pytest.fixture(scope="module")
 def agent_initrd(runtime_binary, debian_kernel, tmp_path_factory):
-    """`mpinit pack --modules generic-live,nls_ascii` with the real agent (skips until the agent is built)."""
+    """`mpinit pack --modules generic-live` with the real agent (skips until the agent is built)."""
     for mod in ("mpinit.cmd_pack", "mpinit_agent.main"):
         if importlib.util.find_spec(mod) is None:
             pytest.skip("agent not built: %s is missing" % mod)
@@ -207,7 +203,7 @@ def agent_initrd(runtime_binary, debian_kernel, tmp_path_factory):
     initrd = work / "mpinit.img"
     env = dict(os.environ, MPINIT_RUNTIME=str(runtime_binary))
     proc = subprocess.run([sys.executable, "-m", "mpinit", "pack", "-o", str(initrd), "--kernel-modules",
-                           str(debian_kernel.modules_dir), "--modules", "generic-live,nls_ascii"],
+                           str(debian_kernel.modules_dir), "--modules", "generic-live"],
                           env=env, capture_output=True, text=True)
     assert proc.returncode == 0, "mpinit pack failed:\n%s\n%s" % (proc.stdout[-3000:], proc.stderr[-3000:])
     return initrd
@@ -218,8 +214,7 @@ def agent_initrd(runtime_binary, debian_kernel, tmp_path_factory):
 def test_media_boot_the_agent(media, live_parts, agent_initrd, tmp_path):
     """The real thing: SYSLINUX/ISOLINUX -> `mpinit pack` initramfs -> the agent -> the live root."""
     kernel, _, sq = live_parts
-    # AGENT_WORKAROUND: see its definition.
-    append = "console=ttyS0 " + AGENT_WORKAROUND
+    append = "console=ttyS0"
     if media == "disk-image":
         img = tmp_path / "live.img"
         liveimage.build_disk_image(kernel, agent_initrd, sq, img, label=LABEL, append=append)
