@@ -188,26 +188,73 @@ def test_match_globs(rec, fs):
     assert m.match("") == [] and m.match("pci:") == []
 
 
-def test_coldplug_walks_sys_devices(rec, fs):
+PCI_VIRTIO = "/sys/devices/pci0000:00/0000:00:04.0"
+
+
+def sysfs_device(fs, path, modalias, bus=None, cls=None):
+    """A device directory with its modalias and, as the kernel does, its link in /sys/bus/<bus>/devices or
+    /sys/class/<class>."""
+    fs.create_file(path + "/modalias", contents=modalias + "\n")
+    name = path.rsplit("/", 1)[-1]
+    if bus:
+        fs.create_symlink("/sys/bus/%s/devices/%s" % (bus, name), path)
+    if cls:
+        fs.create_symlink("/sys/class/%s/%s" % (cls, name), path)
+
+
+def test_coldplug_reads_the_bus_and_class_lists(rec, fs):
     write_table(fs)
-    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/modalias",
-                   contents="pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n")
-    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/virtio1/modalias",
-                   contents="virtio:d00000002v00001AF4\n")
-    fs.create_file("/sys/devices/pci0000:00/0000:00:01.0/modalias", contents="pci:v00008086d00007000sv*\n")
+    sysfs_device(fs, PCI_VIRTIO, "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", bus="pci")
+    sysfs_device(fs, PCI_VIRTIO + "/virtio1", "virtio:d00000002v00001AF4", bus="virtio")
+    sysfs_device(fs, "/sys/devices/pci0000:00/0000:00:01.0", "pci:v00008086d00007000sv*", bus="pci")
     fs.create_file("/sys/devices/system/cpu/modalias", contents="cpu:type:x86,ven0000fam0006\n")
-    fs.create_dir("/sys/bus/virtio/devices")
-    # sysfs links that lead back up the tree: followed, they would loop forever
-    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/virtio1/subsystem", "/sys/bus/virtio")
-    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/loop", "/sys/devices")
-    fs.create_symlink("/sys/devices/pci0000:00/0000:00:04.0/modalias_link",
-                      "/sys/devices/pci0000:00/0000:00:04.0/modalias")
+    # sysfs links that lead back up the tree: the walk of the flat lists never follows them
+    fs.create_symlink(PCI_VIRTIO + "/virtio1/subsystem", "/sys/bus/virtio")
+    fs.create_symlink(PCI_VIRTIO + "/loop", "/sys/devices")
     m = kmod.Modules(table_path=TABLE)
     assert m.coldplug() == ["virtio_ring", "virtio", "virtio_pci", "virtio_blk"]
     assert m.coldplug() == []  # nothing new
-    fs.create_file("/sys/devices/pci0000:00/0000:00:04.0/virtio2/modalias", contents="virtio:d00000008v00001AF4\n")
+    sysfs_device(fs, PCI_VIRTIO + "/virtio2", "virtio:d00000008v00001AF4", bus="virtio")
     assert m.coldplug() == ["scsi_common", "scsi_mod", "virtio_scsi"]
     assert len(rec.calls) == len(set(rec.calls)) == 7
+
+
+def test_device_modaliases_finds_what_the_tree_walk_finds(fs):
+    sysfs_device(fs, PCI_VIRTIO, "pci:v1", bus="pci")
+    sysfs_device(fs, PCI_VIRTIO + "/virtio1", "virtio:d2", bus="virtio")
+    sysfs_device(fs, "/sys/devices/virtual/dmi/id", "dmi:bvnSeaBIOS", cls="dmi")
+    sysfs_device(fs, "/sys/devices/platform/i8042/serio0/input/input1", "input:b0011v0001", cls="input")
+    fs.create_file("/sys/devices/system/cpu/modalias", contents="cpu:type:x86\n")
+    fs.create_file(PCI_VIRTIO + "/power/control", contents="auto\n")  # not a device: never read
+    fs.create_dir("/sys/class/block")  # a class whose devices have no modalias
+    fast = sorted((os.path.realpath(d), a) for d, a in kmod.device_modaliases("/sys"))
+    assert fast == sorted(kmod.modaliases("/sys/devices"))
+    assert len(fast) == 5
+
+
+def test_coldplug_without_sys_bus_walks_sys_devices(rec, fs):
+    write_table(fs)
+    fs.create_file(PCI_VIRTIO + "/modalias", contents="pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00\n")
+    fs.create_file(PCI_VIRTIO + "/virtio1/modalias", contents="virtio:d00000002v00001AF4\n")
+    fs.create_symlink(PCI_VIRTIO + "/loop", "/sys/devices")  # followed, it would loop forever
+    assert kmod.device_modaliases("/sys") is None
+    assert kmod.Modules(table_path=TABLE).coldplug() == ["virtio_ring", "virtio", "virtio_pci", "virtio_blk"]
+
+
+def test_coldplug_repeats_while_drivers_bring_new_devices(rec, fs):
+    """virtio_pci's probe registers the virtio device that virtio_blk serves: one coldplug() call loads both."""
+    write_table(fs)
+    sysfs_device(fs, PCI_VIRTIO, "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", bus="pci")
+    load = rec.load_module
+
+    def load_and_probe(path, params=""):
+        load(path, params)
+        if path.endswith("/virtio_pci.ko"):
+            sysfs_device(fs, PCI_VIRTIO + "/virtio1", "virtio:d00000002v00001AF4", bus="virtio")
+
+    rec.load_module = load_and_probe
+    sc.use(rec)  # use() bound the recorder's methods; bind the patched one (the fixture restores afterwards)
+    assert kmod.Modules(table_path=TABLE).coldplug() == ["virtio_ring", "virtio", "virtio_pci", "virtio_blk"]
 
 
 def test_modaliases_lists_devices(fs):

@@ -39,9 +39,10 @@
 #                                        params_by_module: {name: "p=v p2=v2"} from the cmdline's mod.param=v;
 #                                        kept for later loads (dependencies, coldplug) too
 #   m.coldplug(sys_devices="/sys/devices") -> [names loaded]
-#                                        reads every modalias under /sys/devices and loads the matching shipped
-#                                        modules; call it again while new devices appear (a modalias already
-#                                        seen is not matched again)
+#                                        reads every device's modalias (device_modaliases(), or the walk of
+#                                        /sys/devices without /sys/bus) and loads the matching shipped modules,
+#                                        pass after pass while a pass loaded something; call it again later for
+#                                        devices that appear late (a modalias already seen is not matched again)
 #   m.match(modalias) -> [names]         the shipped modules whose aliases match (blacklisted ones left out)
 #   m.loaded                             names loaded by us, in order (built-in ones not included)
 #   m.failed                             [(name, error str)], in order
@@ -50,6 +51,7 @@
 #
 #   Module functions (the host's mpinit.kmod uses the same ones, so both sides agree):
 #   glob_match(pattern, s) -> bool       fnmatch(3) with flags 0;  normalize(name);  normalize_alias(alias)
+#   device_modaliases(sysfs="/sys") -> [(device path, modalias)] or None without /sys/bus
 #   modaliases(root="/sys/devices") -> [(device dir, modalias)]
 #
 # Blacklist semantics (what modprobe does): a modprobe.d `blacklist` (the table's) only stops loads through an
@@ -62,7 +64,7 @@ import os
 
 from micropython import const
 
-from . import contract, log
+from . import contract, fsutil, log
 from . import syscalls as sc
 
 _EEXIST = const(17)     # include/uapi/asm-generic/errno-base.h
@@ -216,6 +218,37 @@ def _entries(path):
     except OSError:
         pass  # a device that went away while we walked
     return out
+
+
+def device_modaliases(sysfs="/sys"):
+    """Every device's modalias as [(device path, modalias)], read from the flat device lists rather than the deep
+    /sys/devices tree: /sys/bus/*/devices/* and /sys/class/*/* (what `udevadm trigger --type=devices`
+    enumerates; the modalias attribute comes from the bus or class: drivers/base/bus.c, class.c), plus the cpu
+    subsystem's root device, which carries the CPU-feature modalias and is on neither list (drivers/base/cpu.c).
+    That is a few hundred entries where /sys/devices holds thousands (power/, queue/, holders/, ...); the
+    difference is what coldplug costs under a slow CPU. None when there is no /sys/bus (a minimal fake /sys):
+    the caller walks /sys/devices instead."""
+    buses = fsutil.listdir(sysfs + "/bus")
+    if not buses:
+        return None
+    dirs = [sysfs + "/bus/" + b + "/devices" for b in buses]
+    dirs += [sysfs + "/class/" + c for c in fsutil.listdir(sysfs + "/class")]
+    found = []
+    for d in dirs:
+        for name in fsutil.listdir(d):
+            _read_modalias(d + "/" + name, found)
+    _read_modalias(sysfs + "/devices/system/cpu", found)
+    return found
+
+
+def _read_modalias(dev, found):
+    try:
+        with open(dev + "/modalias") as f:
+            text = f.read().strip()
+    except OSError:
+        return
+    if text:
+        found.append((dev, text))
 
 
 def modaliases(root="/sys/devices"):
@@ -399,16 +432,26 @@ class Modules:
         return out
 
     def coldplug(self, sys_devices="/sys/devices"):
+        """Load the modules matching every device's modalias; passes repeat while a pass loaded something,
+        because a driver that binds creates its children at once (virtio_pci's probe registers the virtio
+        devices that virtio_blk serves), so a storage chain is complete when this returns."""
         self._table()
         start = len(self.loaded)
         if not self._aliases:
             return []
-        for dev, alias in modaliases(sys_devices):
-            if alias in self._seen:
-                continue
-            self._seen.add(alias)
-            for name in self.match(alias):
-                if self._state.get(name) is None:
-                    log.debug("coldplug: %s (%s) -> %s" % (alias, dev, name))
-                self._load(name)
-        return self.loaded[start:]
+        sysfs = sys_devices[:-len("/devices")] if sys_devices.endswith("/devices") else None
+        while True:
+            before = len(self.loaded)
+            found = device_modaliases(sysfs) if sysfs is not None else None
+            if found is None:
+                found = modaliases(sys_devices)
+            for dev, alias in found:
+                if alias in self._seen:
+                    continue
+                self._seen.add(alias)
+                for name in self.match(alias):
+                    if self._state.get(name) is None:
+                        log.debug("coldplug: %s (%s) -> %s" % (alias, dev, name))
+                    self._load(name)
+            if len(self.loaded) == before:
+                return self.loaded[start:]
