@@ -447,3 +447,66 @@ def test_loop_attach_detach_in_a_namespace(runtime_binary, tmp_path):
         """ % str(image), prefix=prefix)
     assert out == ["True", "8192 b'mpinit-loop-test'", "4096 8192 %d" % (abi.LO_FLAGS_READ_ONLY | abi.LO_FLAGS_AUTOCLEAR),
                    "ro True", "detached True"]
+
+
+# ---- sha512 (agent/native/sha512.c) -----------------------------------------------------------------------------
+
+SHA512_LENGTHS = (0, 1, 3, 111, 112, 113, 127, 128, 129, 239, 240, 255, 256, 1000, 65536 + 17)
+
+
+def test_sha512_matches_hashlib_at_every_padding_edge(runtime_binary, tmp_path):
+    """Lengths around the 112-byte padding boundary and the 128-byte block, fed in uneven chunks; digest() twice
+    and update() after digest() behave as hashlib's."""
+    import hashlib
+    import random
+
+    rnd = random.Random(512)
+    data = bytes(rnd.getrandbits(8) for _ in range(max(SHA512_LENGTHS)))
+    (tmp_path / "data").write_bytes(data)
+    proc = mpy(runtime_binary, """
+        import _linux as L
+        from binascii import hexlify
+        data = open(%r, "rb").read()
+        for n in %r:
+            h = L.sha512()
+            i, step = 0, 1
+            while i < n:                       # chunks of 1, 2, 3, ... bytes: every split of a block
+                h.update(data[i:min(n, i + step)])
+                i += step
+                step = step %% 150 + 1
+            print(n, hexlify(h.digest()).decode(), h.digest() == h.digest(),
+                  L.sha512(data[:n]).digest() == h.digest())
+        h = L.sha512(b"ab")
+        first = h.digest()
+        h.update(b"c")
+        print("after", hexlify(first).decode(), hexlify(h.digest()).decode())
+    """ % (str(tmp_path / "data"), SHA512_LENGTHS))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.split("\n")
+    for n, line in zip(SHA512_LENGTHS, lines):
+        assert line == "%d %s True True" % (n, hashlib.sha512(data[:n]).hexdigest())
+    assert lines[len(SHA512_LENGTHS)] == "after %s %s" % (hashlib.sha512(b"ab").hexdigest(),
+                                                          hashlib.sha512(b"abc").hexdigest())
+
+
+@pytest.mark.parametrize("expr", ["L.sha512(12)", "L.sha512().update(None)",
+                                  "L.sha512(b'a', b'b')"])
+def test_sha512_bad_input(runtime_binary, expr):
+    proc = mpy(runtime_binary, PROBE.format(expr=expr))
+    assert proc.stdout.split("\n")[:2] == ["TypeError", "ALIVE"], (proc.stdout, proc.stderr)
+
+
+def test_agent_checksums_use_the_native_sha512(runtime_binary, tmp_path):
+    """medium.file_digest (checksum=y) frozen in the runtime: sha512 through _linux, sha256 through hashlib."""
+    import hashlib
+
+    image = tmp_path / "airootfs.sfs"
+    image.write_bytes(bytes(range(256)) * 5000 + b"tail")
+    proc = mpy(runtime_binary, """
+        from mpinit_agent import medium
+        print(medium.file_digest(%r, "sha512"))
+        print(medium.file_digest(%r, "sha256"))
+    """ % (str(image), str(image)))
+    assert proc.returncode == 0, proc.stderr
+    data = image.read_bytes()
+    assert proc.stdout.split() == [hashlib.sha512(data).hexdigest(), hashlib.sha256(data).hexdigest()]

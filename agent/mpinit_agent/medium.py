@@ -111,7 +111,8 @@ def file_digest(path, algo):
     """Hex digest of a file, read in 1 MiB chunks into one preallocated buffer."""
     import hashlib
 
-    ctor = getattr(hashlib, algo, None)
+    # MicroPython 1.25's hashlib has sha256 only; the native module brings sha512 (agent/native/sha512.c).
+    ctor = getattr(hashlib, algo, None) or getattr(sc, algo, None)
     if ctor is None:
         raise ValueError("this runtime has no hashlib.%s" % algo)
     h = ctor()

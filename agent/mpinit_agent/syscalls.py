@@ -45,6 +45,8 @@
 #   uptime_ms() -> int                                   CLOCK_BOOTTIME in ms (the kernel's printk clock)
 #   sleep_ms(ms)
 #   readline(prompt) -> str                              one console line without "\n"; EOFError at end of input
+#   sha512([data]) -> object with update(data), digest() (native only: MicroPython's hashlib lacks it; CPython
+#                                                        code uses hashlib.sha512, so use() does not replace it)
 #
 # Constants (values from the kernel headers via `_linux`; linux_abi.py holds the same values for CPython and a test
 # checks them against the native module): MS_*, MNT_DETACH, MNT_FORCE, S_IF*, O_*, R_OK/W_OK/X_OK/F_OK,

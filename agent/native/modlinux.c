@@ -779,10 +779,13 @@ static MP_DEFINE_CONST_FUN_OBJ_0(linux_uptime_ms_obj, linux_uptime_ms);
 
 #define C(name) { MP_ROM_QSTR(MP_QSTR_##name), MP_ROM_INT(name) }
 
+extern const mp_obj_type_t linux_sha512_type;  // sha512.c
+
 static const mp_rom_map_elem_t linux_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR___name__), MP_ROM_QSTR(MP_QSTR__linux) },
 
     { MP_ROM_QSTR(MP_QSTR_mount), MP_ROM_PTR(&linux_mount_obj) },
+    { MP_ROM_QSTR(MP_QSTR_sha512), MP_ROM_PTR(&linux_sha512_type) },
     { MP_ROM_QSTR(MP_QSTR_umount), MP_ROM_PTR(&linux_umount_obj) },
     { MP_ROM_QSTR(MP_QSTR_chroot), MP_ROM_PTR(&linux_chroot_obj) },
     { MP_ROM_QSTR(MP_QSTR_chdir), MP_ROM_PTR(&linux_chdir_obj) },

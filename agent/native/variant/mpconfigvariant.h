@@ -63,7 +63,7 @@
 #define MICROPY_PY_SELECT_POSIX_OPTIMISATIONS (1)
 #define MICROPY_PY_SELECT_SELECT       (0)
 
-// hashlib: sha256 verifies image checksums. MicroPython 1.25 has no sha512, and its sha1/md5 need mbedTLS or
+// hashlib: sha256 verifies image checksums (sha512: agent/native/sha512.c). Its sha1/md5 need mbedTLS or
 // axTLS (extmod/modhashlib.c), which this variant leaves out with ssl.
 #define MICROPY_PY_HASHLIB             (1)
 #define MICROPY_PY_HASHLIB_SHA256      (1)
