@@ -262,13 +262,7 @@ def modaliases(root="/sys/devices"):
             if t == _S_IFDIR:
                 subdirs.append(d + "/" + name)
             elif t == _S_IFREG and name == "modalias":
-                try:
-                    with open(d + "/modalias") as f:
-                        text = f.read().strip()
-                except OSError:
-                    continue
-                if text:
-                    found.append((d, text))
+                _read_modalias(d, found)
         subdirs.sort(reverse=True)
         stack.extend(subdirs)
     return found
