@@ -288,15 +288,7 @@ def _iso9660(fstype, label, uuid, size):
             _put(vd, 120, _both16(1))    # volume set size
             _put(vd, 124, _both16(1))    # volume sequence number
             _put(vd, 128, _both16(2048))  # logical block size
-            # Root directory record (ECMA-119 9.1): one sector at root_lba.
-            rec = bytearray(34)
-            rec[0] = 34
-            _put(rec, 2, _both32(root_lba))
-            _put(rec, 10, _both32(2048))
-            rec[25] = 0x02
-            _put(rec, 28, _both16(1))
-            rec[32] = 1
-            _put(vd, 156, rec)
+            _put(vd, 156, _root_dir_record(root_lba))
             for field, width in ((190, 128), (318, 128), (446, 128), (574, 128), (702, 37), (739, 37),
                                  (776, 37)):
                 _put(vd, field, (b" " * width) if vd_type == 1 else " ".encode("utf-16-be") * (width // 2))
@@ -307,17 +299,23 @@ def _iso9660(fstype, label, uuid, size):
             vd[881] = 1                   # file structure version
         _put(buf, sector * 2048, vd)
     # The root directory itself: "." and "..".
-    for i, ident in enumerate((b"\x00", b"\x01")):
-        rec = bytearray(34)
-        rec[0] = 34
-        _put(rec, 2, _both32(root_lba))
-        _put(rec, 10, _both32(2048))
-        rec[25] = 0x02
-        _put(rec, 28, _both16(1))
-        rec[32] = 1
-        rec[33] = ident[0]
-        _put(buf, root_lba * 2048 + i * 34, rec)
+    for i, ident in enumerate((0, 1)):
+        _put(buf, root_lba * 2048 + i * 34, _root_dir_record(root_lba, ident))
     return buf
+
+
+def _root_dir_record(root_lba, ident=0):
+    """A directory record (ECMA-119 9.1) for the root directory, one sector at root_lba; ident 0 is "." (also
+    the copy in the volume descriptor), 1 is ".."."""
+    rec = bytearray(34)
+    rec[0] = 34                     # record length
+    _put(rec, 2, _both32(root_lba))  # extent location
+    _put(rec, 10, _both32(2048))    # data length
+    rec[25] = 0x02                  # file flags: directory
+    _put(rec, 28, _both16(1))       # volume sequence number
+    rec[32] = 1                     # length of the identifier
+    rec[33] = ident
+    return rec
 
 
 def _squashfs(fstype, label, uuid, size):
