@@ -19,6 +19,7 @@ from mpinit_agent import contract
 
 from . import compress, cpio, genlist
 from .tree import Tree, TreeError, normalize, source_date_epoch
+from .sizes import human
 
 
 class PackError(ValueError):
@@ -63,13 +64,6 @@ class PackResult:
         return ("mpinit: wrote %s: %s %s (%d%% of %s), %d entries, %d modules, %.2f s"
                 % (out, human(len(self.image)), method, round(ratio * 100), human(self.uncompressed_size),
                    len(self.entries), len(self.modules), self.seconds))
-
-
-def human(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
 
 
 def initrd_release():

@@ -112,12 +112,3 @@ def make_squashfs(tree, out, comp="xz", compress_data=True):
             argv.append("-noD")
         run(argv, capture=True)
     return out
-
-
-def sha256_file(path, name=None):
-    """`sha256sum`-format text for `path`: "<hex>  <name>\\n"."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return "%s  %s\n" % (h.hexdigest(), name or Path(path).name)

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import liveroot
+from . import fat, liveimage, liveroot
 from .paths import build_dir
 from .runner import ToolError, find_tool, run
 
@@ -193,12 +193,9 @@ def _vfat_image(out, files, size_mib):
     # -s 1: one sector per cluster keeps a small image above FAT32's 65525-cluster minimum.
     run([find_tool("mkfs.vfat", "dosfstools"), "-F", "32", "-s", "1", "-n", VFAT_LABEL, "-i", VFAT_VOLID, out],
         capture=True)
-    env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
-    dirs = sorted({str(Path(p).parent) for p in files} - {"/", "."})
-    for dpath in dirs:
-        run([find_tool("mmd", "mtools"), "-i", out, "::" + dpath], env=env, capture=True)
+    fat.mkdirs(out, 0, sorted({str(Path(p).parent) for p in files} - {"/", "."}))
     for dest, src in files.items():
-        run([find_tool("mcopy", "mtools"), "-i", out, src, "::" + dest], env=env, capture=True)
+        fat.copy_in(out, 0, src, dest)
 
 
 def _ext4_image(out, tree, size_mib, label, uuid):
@@ -226,7 +223,7 @@ def _staging(d, name, files):
 
 def _live_files(image, sha_of=None, bad_sum=False):
     """The medium's files: /live/filesystem.squashfs and its .sha256 (of sha_of, default the image itself)."""
-    sumtext = liveroot.sha256_file(sha_of or image, LIVE_IMAGE)
+    sumtext = liveimage.sha256_line(sha_of or image, LIVE_IMAGE)
     if bad_sum:
         sumtext = ("0" * 64) + sumtext[64:]
     sumfile = Path(str(image) + (".badsum" if bad_sum else "") + ".sha256")

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from .atomic import atomic_path
 from .runner import find_tool, run
+from .sizes import human
 
 # init/main.c kernel_init(): the fallbacks tried when no init= is given, in order.
 INIT_CANDIDATES = ("sbin/init", "etc/init", "bin/init", "bin/sh")
@@ -198,8 +199,3 @@ def build(root, output, comp="xz", all_root=False, exclude_file=None, progress=N
     return size, data
 
 
-def human(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
-        n /= 1024.0
