@@ -1,11 +1,13 @@
 """The runtime: MicroPython 1.25.0's unix port, static, with the native module `_linux` and the frozen agent.
 
-    build(args) -> Path          build/mpinit-init (args.micropython_src: optional directory or tarball)
+    build(args) -> Path          build/mpinit-init (args.micropython_src: optional directory or tarball;
+                                 args.arch: "x86_64" or "arm64", default the build machine's, see arches.py)
 
 Steps: find the MicroPython source (--micropython-src, else the cached Debian orig tarball, else fetched with
 `apt-get source` from Debian trixie through a private, temporary apt set-up), build mpy-cross, then the unix port
 with our variant (agent/native/variant), user C module (agent/native) and freeze manifest (agent/manifest.py),
-statically linked with musl-gcc (gcc -static as a fallback). MicroPython's sources are never patched.
+statically linked with musl-gcc (gcc -static as a fallback), or for another architecture with Debian's cross
+compiler and that architecture's musl (buildsys/arches.py). MicroPython's sources are never patched.
 
 A stamp holds a hash of every input (agent sources, native sources, variant, manifest, this file, the source
 identity and the toolchain), so a second build with nothing changed costs one hash pass.
@@ -22,7 +24,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from .common import BUILD, ROOT, RUNTIME, BuildError, log, run, warn
+from . import arches
+from .common import BUILD, ROOT, BuildError, log, run, warn
 
 MPY_VERSION = "1.25.0"
 DEB_SOURCE = "micropython"
@@ -287,36 +290,17 @@ def source_tree(micropython_src=None):
 # ------------------------------------------------------------------------------------------------------------
 # The toolchain
 
-def kernel_headers_dir():
-    """An include dir holding only symlinks to the kernel UAPI headers (linux/, asm-generic/, asm/).
-
-    musl-gcc searches musl's headers, not /usr/include; adding all of /usr/include would mix glibc's headers in."""
-    linux = Path("/usr/include/linux")
-    generic = Path("/usr/include/asm-generic")
-    asm = None
-    for cand in sorted(Path("/usr/include").glob("*-linux-*/asm")) + [Path("/usr/include/asm")]:
-        if (cand / "unistd.h").exists():
-            asm = cand
-            break
-    if not (linux / "loop.h").exists() or not generic.is_dir() or asm is None:
-        raise BuildError("kernel headers not found (/usr/include/linux/loop.h, asm-generic, <triplet>/asm): "
-                         "install linux-libc-dev")
-    out = WORK / "kernel-headers"
-    out.mkdir(parents=True, exist_ok=True)
-    for name, target in (("linux", linux), ("asm-generic", generic), ("asm", asm)):
-        link = out / name
-        if not link.is_symlink() or os.readlink(link) != str(target):
-            if link.is_symlink() or link.exists():
-                link.unlink()
-            link.symlink_to(target)
-    return out
-
-
-def toolchain():
-    """(make variables, description): musl-gcc preferred, gcc -static as the fallback."""
+def toolchain(arch):
+    """(make variables, description) for arch: musl-gcc natively (gcc -static as the fallback), a cross gcc with
+    the target's musl otherwise."""
+    arch = arches.get(arch)
+    headers = WORK / ("kernel-headers" if arches.is_native(arch) else "kernel-headers-%s" % arch.name)
+    if not arches.is_native(arch):
+        return arches.cross_toolchain(arch, arches.kernel_headers(arch, headers))
     if shutil.which("musl-gcc"):
-        kh = kernel_headers_dir()
-        return {"CC": "musl-gcc", "CFLAGS_EXTRA": "-isystem %s" % kh, "LDFLAGS_EXTRA": "-static"}, "musl-gcc"
+        kh = arches.kernel_headers(arch, headers)
+        return ({"CC": "musl-gcc", "CFLAGS_EXTRA": "-isystem %s %s" % (kh, arches.NO_UNWIND),
+                 "LDFLAGS_EXTRA": "-static"}, "musl-gcc")
     if shutil.which("gcc"):
         warn("musl-gcc not found (Debian package musl-tools): linking statically against glibc instead, "
              "which makes a /init about three times larger (over the size budget)")
@@ -337,7 +321,7 @@ def _config_hash(src_id, make_vars):
     h = hashlib.sha256()
     h.update(src_id.encode() + b"\0")
     h.update(repr(sorted(make_vars.items())).encode() + b"\0")
-    _hash_inputs(h, _tree_files(VARIANT_DIR) + [Path(__file__).resolve()])
+    _hash_inputs(h, _tree_files(VARIANT_DIR) + [Path(__file__).resolve(), Path(arches.__file__).resolve()])
     return h.hexdigest()
 
 
@@ -349,18 +333,24 @@ def _inputs_hash(config_hash):
 
 
 def build(args):
-    """Build build/mpinit-init; returns its path. Nothing to do (under a second) when no input changed."""
+    """Build build/mpinit-init (build/<arch>/mpinit-init for another architecture); returns its path. Nothing to
+    do (under a second) when no input changed."""
+    arch = arches.get(getattr(args, "arch", None) or arches.native().name)
     WORK.mkdir(parents=True, exist_ok=True)
     with open(WORK / ".lock", "w") as lock:
         # Several builds in one checkout (parallel test runs) must not share the object directory at once.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _build_locked(getattr(args, "micropython_src", None))
+        return _build_locked(getattr(args, "micropython_src", None), arch)
 
 
-def _build_locked(micropython_src):
+def _build_locked(micropython_src, arch):
     src, src_id = source_tree(micropython_src)
-    tool_vars, tool_desc = toolchain()
-    objdir = WORK / "obj"
+    tool_vars, tool_desc = toolchain(arch)
+    # The build machine's own architecture keeps the names it always had; another one gets its own object
+    # directory and stamps, so switching between them rebuilds nothing.
+    suffix = "" if arches.is_native(arch) else "-" + arch.name
+    runtime = arches.runtime_path(arch)
+    objdir = WORK / ("obj" + suffix)
     mpylib = WORK / "micropython-lib-stub"
     make_vars = dict(tool_vars)
     make_vars.update({
@@ -376,15 +366,15 @@ def _build_locked(micropython_src):
     })
     config = _config_hash(src_id, make_vars)
     inputs = _inputs_hash(config)
-    stamp = WORK / "stamp"
-    if RUNTIME.exists() and stamp.exists():
+    stamp = WORK / ("stamp" + suffix)
+    if runtime.exists() and stamp.exists():
         recorded = stamp.read_text().split()
-        if len(recorded) == 2 and recorded[0] == inputs and recorded[1] == _sha256_file(RUNTIME):
-            log("%s is up to date" % RUNTIME)
-            _report_sizes(RUNTIME)
-            return RUNTIME
+        if len(recorded) == 2 and recorded[0] == inputs and recorded[1] == _sha256_file(runtime):
+            log("%s is up to date" % runtime)
+            _report_sizes(runtime)
+            return runtime
 
-    config_stamp = WORK / "config-stamp"
+    config_stamp = WORK / ("config-stamp" + suffix)
     if objdir.exists() and (not config_stamp.exists() or config_stamp.read_text().strip() != config):
         log("configuration changed: clean rebuild")
         shutil.rmtree(objdir)
@@ -396,8 +386,8 @@ def _build_locked(micropython_src):
     log("building mpy-cross (MicroPython %s)" % MPY_VERSION)
     run(["make", "-C", src / "mpy-cross", "-j", _jobs()], capture=True)
 
-    log("building the unix port with %s: variant %s, native module %s, manifest %s"
-        % (tool_desc, VARIANT_DIR.relative_to(ROOT), NATIVE.relative_to(ROOT), MANIFEST.relative_to(ROOT)))
+    log("building the unix port for %s with %s: variant %s, native module %s, manifest %s"
+        % (arch.name, tool_desc, VARIANT_DIR.relative_to(ROOT), NATIVE.relative_to(ROOT), MANIFEST.relative_to(ROOT)))
     argv = ["make", "-C", src / "ports" / "unix", "-j", _jobs()]
     argv += ["%s=%s" % kv for kv in sorted(make_vars.items())]
     run(argv, capture=True)
@@ -406,9 +396,13 @@ def _build_locked(micropython_src):
     built = objdir / PROG
     if not built.exists():
         raise BuildError("the build finished without %s" % built)
-    _write_atomic(RUNTIME, built.read_bytes())
-    os.chmod(RUNTIME, 0o755)
-    _write_atomic(stamp, ("%s %s\n" % (inputs, _sha256_file(RUNTIME))).encode())
-    log("built %s" % RUNTIME)
-    _report_sizes(RUNTIME)
-    return RUNTIME
+    machine = arches.elf_machine(built)
+    if machine != arch.elf_machine:
+        raise BuildError("%s is not a %s binary (ELF machine %s, expected %d)" % (built, arch.name, machine,
+                                                                               arch.elf_machine))
+    _write_atomic(runtime, built.read_bytes())
+    os.chmod(runtime, 0o755)
+    _write_atomic(stamp, ("%s %s\n" % (inputs, _sha256_file(runtime))).encode())
+    log("built %s" % runtime)
+    _report_sizes(runtime)
+    return runtime

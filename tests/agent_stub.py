@@ -4,6 +4,7 @@
 
 Usage (inside a test taking pyfakefs's `fs` fixture):  sys_ = StubSys(fs); ... ; sys_.calls -> [(name, args)]."""
 
+import errno
 import os
 
 from mpinit_agent import syscalls as _abi
@@ -146,7 +147,15 @@ class StubSys:
         self._call("dup2", old, new)
 
     def read(self, fd, n):
+        if fd == 7:
+            raise OSError(errno.EAGAIN, "no new kernel log records")  # /dev/kmsg opened O_NONBLOCK, nothing new
         return os.read(fd, n)
+
+    def lseek(self, fd, offset, whence):
+        self._call("lseek", fd, offset, whence)
+        if fd == 7:
+            return 0
+        return os.lseek(fd, offset, whence)
 
     def write(self, fd, data):
         return os.write(fd, data)
@@ -161,7 +170,7 @@ class StubSys:
     def set_ctty(self, fd):
         self._call("set_ctty", fd)
 
-    def spawn(self, argv, env=None):
+    def spawn(self, argv, env=None, stdin_data=None):
         self._call("spawn", list(argv))
         return 100 + self.counts["spawn"]
 
@@ -218,6 +227,13 @@ class StubSys:
         self.clock += 10
         return len(data)
 
+    def copy_direct(self, fin, fout, count, bufsize):
+        self._call("copy_direct", fin, fout, count, bufsize)
+        data = os.read(fin, min(bufsize, (count + 4095) & ~4095))
+        os.write(fout, data)
+        self.clock += 10
+        return len(data)
+
     def strerror(self, e):
         return os.strerror(e)
 
@@ -235,6 +251,14 @@ class StubSys:
         if isinstance(line, BaseException):
             raise line
         return line
+
+    # A machine without a network: every socket and interface call fails with EAFNOSUPPORT (97), as on a kernel
+    # without CONFIG_INET (the fake machine, mpinit.testing.net, has a real one).
+    def _no_net(self, *args):
+        raise OSError(97, "no network in StubSys")
+
+    socket = bind = connect = sendto = recvfrom = recv_into = setsockopt = poll = bind_netlink = _no_net
+    if_index = if_hwaddr = if_flags = if_set_flags = if_set_addr = route_add = _no_net
 
 
 def keep_log_state(monkeypatch):

@@ -21,17 +21,50 @@ def runtime_binary():
 
 
 @pytest.fixture(scope="session")
-def debian_kernel():
-    """The unpacked Debian cloud kernel (vmlinuz, modules without modules.dep), fetched once into build/kernel."""
-    from mpinit import kernel
+def arm64_runtime():
+    """(argv prefix, path) of the arm64 /init (build.py runtime --arch arm64; MPINIT_RUNTIME_ARM64 overrides),
+    run through qemu-aarch64 (qemu-user) on another machine: prefix + [path, ...] runs it."""
+    from mpinit import arch
+    from mpinit.paths import runtime
+    from mpinit.runner import ToolError
+
+    path = runtime("arm64")
+    if not path.exists():
+        pytest.skip("%s not built: run `python3 build.py runtime --arch arm64`" % path)
+    try:
+        prefix = arch.run_prefix(path)
+    except ToolError as e:
+        pytest.skip("cannot run the arm64 runtime here: %s" % e)
+    return prefix, path
+
+
+def _fetched_kernel(ensure, what):
+    """ensure() (an mpinit.kernel fetcher), or a skip naming `what` when it cannot be fetched here."""
     from mpinit.runner import ToolError
 
     if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         pytest.skip("apt-get/dpkg-deb not available to fetch the Debian kernel")
     try:
-        return kernel.ensure()
+        return ensure()
     except ToolError as e:
-        pytest.skip("Debian kernel unavailable: %s" % e)
+        pytest.skip("%s unavailable: %s" % (what, e))
+
+
+@pytest.fixture(scope="session")
+def debian_kernel():
+    """The unpacked Debian cloud kernel (vmlinuz, modules without modules.dep), fetched once into build/kernel."""
+    from mpinit import kernel
+
+    return _fetched_kernel(kernel.ensure, "Debian kernel")
+
+
+@pytest.fixture(scope="session")
+def debian_generic_kernel():
+    """Debian's generic kernel for PCs (mpinit.kernel.ensure_generic: it has ntfs3, the cloud kernel has not),
+    fetched once into build/kernel-generic."""
+    from mpinit import kernel
+
+    return _fetched_kernel(kernel.ensure_generic, "Debian generic kernel")
 
 
 def require_tools(*names):

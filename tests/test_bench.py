@@ -410,7 +410,10 @@ def test_the_peer_boots_the_live_medium_and_reports_its_figures(debian_kernel, t
                   memory_mb=512, timeout_s=180)
     assert r.ok, "\n".join(parse.failure_block(r.output)) or r.output[-3000:]
     assert r.marker_fields()["rootfs"] == "overlay" and r.marker_fields()["rw"] == "yes"
-    assert "insmod" not in "\n".join(parse.failure_hint(r.output))  # every module of the set loaded
+    # Every module of the set loaded, but for arch/x86/crypto's CPU-feature drivers (crc32c-intel, aesni-intel, ...),
+    # whose init says ENODEV on TCG's CPU model.
+    failed = [line for line in parse.failure_hint(r.output, 50) if "insmod" in line]
+    assert all("/arch/x86/crypto/" in line for line in failed), failed
     assert parse.marker_uptime(r.output) > 0
     assert parse.time_in_init(r.output, parse.PEER_HANDOFF) > 0
     assert parse.vmhwm_kb(r.output, parse.PEER_VMHWM) > 0
@@ -436,3 +439,67 @@ def test_toram_medium_is_a_gpt_fat32_mplive_disk_holding_an_image_of_the_size_as
                              env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"}).stdout
     assert "filesystem" in listing and "MPLIVE" in listing
     assert not list(disk.parent.glob("*.tmp")) and not (disk.parent / "tree").exists()
+
+
+# --- the C floor (bench/cinit/) --------------------------------------------------------------------------------
+
+def test_cinit_config_names_the_medium_and_refuses_newlines():
+    from types import SimpleNamespace
+
+    from mpbench import cinit
+
+    m = SimpleNamespace(device="/dev/vda1", fstype="vfat", image="/live/filesystem.squashfs")
+    assert cinit.config_text(m).split("\n") == ["medium /dev/vda1", "fstype vfat", "options iocharset=utf8",
+                                                "image /live/filesystem.squashfs", ""]
+    m.fstype = "ext4"
+    assert "options \n" in cinit.config_text(m)
+    m.image = "/x\nmedium /dev/sda"
+    with pytest.raises(cinit.CinitError, match="newline"):
+        cinit.config_text(m)
+
+
+def test_the_floors_lines_are_what_the_parser_reads():
+    source = (ROOT / "bench" / "cinit" / "cinit.c").read_text()
+    for _, _, line in parse.PHASES:
+        assert 'say("%s' % line[len("bbinit: "):] in source
+    assert 'say("switch_root")' in source and parse.FLOOR_HANDOFF == "cinit: switch_root"
+    out = ("[ 1.000000] Run /init as init process\n[ 1.010000] cinit: modules: done\n"
+           "[ 1.050000] cinit: medium: /dev/vda1\n[ 1.090000] cinit: root: done\n[ 1.095000] cinit: switch_root\n")
+    assert parse.phase_times(out, "floor") == {"start + modules": 10, "wait for the medium": 40,
+                                               "mount medium, (toram), root": 40, "to the hand-off line": 5}
+
+
+def test_markdown_has_the_floor_column_and_judges_a_floor_target():
+    m = Metric("time_in_init", "time in /init", "s", ours=[0.34], peer=[0.5], floor=[0.3],
+               target=Target("floor", 1.15, "<= 1.15x the C floor"))
+    assert m.floor_ratio() == pytest.approx(0.34 / 0.3) and m.verdict() == "yes"
+    m.ours = [0.4]
+    assert m.verdict() == "no"
+    md = report.markdown([m], {"title": "T"})
+    row = [line for line in md.split("\n") if line.startswith("| time in /init")][0]
+    assert "| 0.300 s |" in row and "1.33x" in row and row.rstrip().endswith("| no |")
+    assert "C floor" in report.svg([m])
+
+
+@pytest.mark.e2e
+def test_the_c_floor_boots_the_live_medium_and_reports_its_figures(debian_kernel, tmp_path):
+    """bench/cinit/cinit.c, built static with musl and the real generic-live closure, boots the e2e medium to the
+    live root's overlay and logs every line the benchmark reads."""
+    require_tools("qemu-system-x86_64", "musl-gcc", "mksquashfs", "sgdisk", "mkfs.vfat", "mcopy")
+    from mpinit import atomic, kmod, media, qemu
+    from mpinit.initramfs import expand_modules
+
+    from mpbench import cinit
+
+    run = _run_module()
+    closure = kmod.resolve(debian_kernel.modules_dir, expand_modules(["generic-live"]))
+    medium = media.ensure("gpt-vfat")
+    img = tmp_path / "cinit.img"
+    atomic.write_bytes(img, cinit.build(cinit.build_binary(tmp_path), closure, medium).image)
+    r = qemu.boot(debian_kernel.vmlinuz, img, disks=[medium.path], append=run.CMDLINE, memory_mb=512,
+                  timeout_s=180)
+    assert r.ok, "\n".join(parse.failure_block(r.output)) or r.output[-3000:]
+    assert r.marker_fields()["rootfs"] == "overlay" and r.marker_fields()["rw"] == "yes"
+    assert parse.time_in_init(r.output, parse.FLOOR_HANDOFF) > 0
+    assert parse.vmhwm_kb(r.output, parse.FLOOR_VMHWM) > 0
+    assert list(parse.phase_times(r.output, "floor")) == [name for name, _, _ in parse.PHASES]

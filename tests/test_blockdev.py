@@ -132,18 +132,25 @@ def test_probe_results_are_cached_until_the_device_changes(rec, fs, monkeypatch)
     seen = []
     real = probe.probe
     monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(path) or real(path, *a, **k))
-    blockdev.scan()
+
+    def scan_all():
+        return [d.info for d in blockdev.scan()]   # every device's info read, as a failure report does
+
+    devs = blockdev.scan()
+    assert seen == []                 # lazy: a scan alone probes nothing
+    scan_all()
     assert sorted(seen) == ["/dev/sda", "/dev/sda1"]
     seen.clear()
-    blockdev.scan()
+    scan_all()
     assert seen == []
     gpt_stick(fs)                     # a new device: only it is probed
-    blockdev.scan()
+    scan_all()
     assert sorted(seen) == ["/dev/sdb", "/dev/sdb1", "/dev/sdb2"]
     seen.clear()
     fs.get_object("/sys/devices/pci0000:00/host0/block/sda/sda1/size").set_contents("4096\n")   # resized: probed again
-    blockdev.scan()
+    scan_all()
     assert seen == ["/dev/sda1"]
+    assert blockdev.scan()[0] is devs[0]   # an unchanged device keeps its Device (and its probe) across scans
 
 
 def test_missing_nodes_are_made_with_mknod(rec, fs):
@@ -308,3 +315,128 @@ def test_unattached_loop_devices_are_left_out(rec, fs):
     add_disk(fs, "loop0", b"", 7, 0)
     add_disk(fs, "loop1", images.filesystem("squashfs"), 7, 1)
     assert [d.name for d in blockdev.scan()] == ["loop1"]
+
+
+def _count_probes(monkeypatch):
+    from mpinit_agent import probe
+
+    seen = {"probe": [], "partitions": []}
+    real_probe, real_parts = probe.probe, probe.partitions
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen["probe"].append(path) or real_probe(path, *a, **k))
+    monkeypatch.setattr(probe, "partitions",
+                        lambda path, *a, **k: seen["partitions"].append(path) or real_parts(path, *a, **k))
+    return seen
+
+
+def many_disks(fs, n):
+    """n GPT disks sda.. of two partitions each (a vfat "EFI<i>" and an ext4 "DATA<i>")."""
+    for i in range(n):
+        boot = images.filesystem("vfat", label="EFI%d" % i, uuid="ABCD-%04X" % i)
+        data = images.filesystem("ext4", label="DATA%d" % i, uuid="0a1b2c3d-4e5f-4071-8293-%012x" % i)
+        disk = images.disk([Partition(boot, partlabel="efi%d" % i, partuuid="00000000-0000-4000-8000-%012x" % i),
+                            Partition(data, partlabel="data%d" % i)])
+        mib = 1 << 20
+        add_disk(fs, "sd" + "abcdefgh"[i], disk, 8, 16 * i,
+                 parts=[(mib, len(boot), "efi%d" % i), (2 * mib, len(data), "data%d" % i)])
+
+
+def test_find_takes_the_match_before_later_devices_are_probed(rec, fs, monkeypatch):
+    many_disks(fs, 4)
+    seen = _count_probes(monkeypatch)
+    devs = blockdev.scan()
+    assert len(devs) == 12 and seen == {"probe": [], "partitions": []}
+    assert blockdev.find("LABEL=DATA1", devs).name == "sdb2"
+    # Disks first (scan order), then partitions up to the match: sdc*/sdd* partitions never read.
+    order = [d.path for d in devs]
+    assert seen["probe"] == order[:order.index("/dev/sdb2") + 1] and seen["probe"][-1] == "/dev/sdb2"
+    assert "/dev/sdc1" not in seen["probe"] and "/dev/sdd2" not in seen["probe"]
+
+
+def test_partuuid_and_partlabel_read_tables_only(rec, fs, monkeypatch):
+    many_disks(fs, 4)
+    seen = _count_probes(monkeypatch)
+    devs = blockdev.scan()
+    assert blockdev.find("PARTUUID=00000000-0000-4000-8000-000000000002", devs).name == "sdc1"
+    assert blockdev.find("PARTLABEL=data3", devs).name == "sdd2"
+    assert blockdev.find("PARTUUID=00000000-0000-4000-8000-000000000000/PARTNROFF=1", devs).name == "sda2"
+    # No partition's contents probed; each disk's table read once, whatever the number of lookups.
+    assert sorted(seen["probe"]) == ["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/sdd"]
+    assert sorted(seen["partitions"]) == ["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/sdd"]
+    # blkid-compatible keys still complete once the partition itself is read.
+    sdc1 = blockdev.find("sdc1", devs)
+    assert sdc1.info["LABEL"] == "EFI2" and sdc1.info["PARTUUID"] == "00000000-0000-4000-8000-000000000002"
+    assert sdc1.info["PARTLABEL"] == "efi2" and sdc1.info["TYPE"] == "vfat"
+    assert seen["partitions"].count("/dev/sdc") == 1
+
+
+def test_each_device_is_probed_at_most_once_across_scans(rec, fs, monkeypatch):
+    many_disks(fs, 2)
+    seen = _count_probes(monkeypatch)
+    for _ in range(5):                       # a wait loop's passes, looking for a label that is not there
+        assert blockdev.find("LABEL=LATE", blockdev.scan()) is None
+    assert sorted(seen["probe"]) == ["/dev/sda", "/dev/sda1", "/dev/sda2", "/dev/sdb", "/dev/sdb1", "/dev/sdb2"]
+    assert sorted(seen["partitions"]) == ["/dev/sda", "/dev/sdb"]
+    seen["probe"].clear()
+    seen["partitions"].clear()
+    late = images.filesystem("ext4", label="LATE")
+    add_disk(fs, "sdc", late, 8, 32)          # it appears: only the new device is probed on the next pass
+    assert blockdev.find("LABEL=LATE", blockdev.scan()).name == "sdc"
+    assert seen["probe"] == ["/dev/sdc"] and seen["partitions"] == []
+
+
+def test_make_links_only_probed_leaves_unprobed_devices_alone(rec, fs, monkeypatch):
+    many_disks(fs, 2)
+    seen = _count_probes(monkeypatch)
+    devs = blockdev.scan()
+    blockdev.find("LABEL=EFI0", devs)
+    n = len(seen["probe"])
+    blockdev.make_links(devs, only_probed=True)
+    assert len(seen["probe"]) == n           # linking probed nothing more
+    assert os.readlink("/dev/disk/by-label/EFI0") == "../../sda1"
+    assert not os.path.lexists("/dev/disk/by-label/DATA1")
+
+
+# ---- whole boots on the fake machine: probes counted (issue 14: lazy probing, no rescans) -----------------------
+
+
+def _jbod(m, n, medium_at):
+    """n disks sda.. of 2 partitions each (ext4 "D<i>" and a vfat); the live medium is partition 1 of disk
+    medium_at. Returns the device names in the kernel's order."""
+    root = m.squashfs({"sbin/init": m.executable(b"#!init"), "etc/os-release": "ID=test\n"})
+    for i in range(n):
+        name = "sd" + "abcdefghijklmnop"[i]
+        if i == medium_at:
+            first = m.filesystem("vfat", label="MPLIVE", files={"live/filesystem.squashfs": root})
+        else:
+            first = m.filesystem("ext4", label="D%d" % i)
+        m.add_disk(name, [m.partition(first), m.partition(m.filesystem("vfat", label="V%d" % i))])
+
+
+def _boot_counting(m, monkeypatch):
+    from mpinit_agent import probe
+
+    seen = []
+    real = probe.probe
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(path) or real(path, *a, **k))
+    blockdev.forget()
+    r = m.boot()
+    return r, [p for p in seen if isinstance(p, str) and p.startswith("/dev/")]
+
+
+def test_boot_takes_the_match_before_later_devices_are_probed(fake_machine, monkeypatch):
+    m = fake_machine(cmdline="root=live:LABEL=MPLIVE quiet")
+    _jbod(m, 8, medium_at=1)
+    r, seen = _boot_counting(m, monkeypatch)
+    assert r.handed_off, r.console
+    assert len(seen) == len(set(seen))                    # nothing probed twice in the whole boot
+    # Disks first in scan order, then partitions up to sdb1: the partitions of sdc..sdh are never read.
+    assert "/dev/sdb1" in seen and not [p for p in seen if p[-1] in "12" and p[7] in "cdefgh"]
+
+
+def test_boot_probes_each_device_at_most_once_with_the_medium_last(fake_machine, monkeypatch):
+    m = fake_machine(cmdline="root=live:LABEL=MPLIVE quiet")
+    _jbod(m, 8, medium_at=7)
+    r, seen = _boot_counting(m, monkeypatch)
+    assert r.handed_off, r.console
+    # Every disk and partition, each once, up to the match: sdh2 comes after sdh1 in scan order and is never read.
+    assert len(seen) == len(set(seen)) == 8 * 3 - 1 and "/dev/sdh2" not in seen

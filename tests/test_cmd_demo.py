@@ -47,3 +47,18 @@ def test_summary_of_a_good_and_a_failed_boot():
 def test_demo_names_a_missing_runtime(tmp_path, capsys):
     assert cli.main(["demo", "--runtime", str(tmp_path / "no-init")]) == 2
     assert "no-init" in capsys.readouterr().err
+
+
+def test_boot_chart_is_written_next_to_the_console_log(tmp_path):
+    from pathlib import Path
+
+    from mpinit.cmd_demo import boot_chart
+
+    log = tmp_path / "console.log"
+    log.write_text((Path(__file__).with_name("data") / "console-live-boot.log").read_text())
+    line = boot_chart(log, tmp_path / "boot.svg")
+    assert line.startswith("boot chart:  %s" % (tmp_path / "boot.svg")) and "mpinit analyze" in line
+    assert (tmp_path / "boot.svg").read_text().startswith("<?xml")
+    log.write_text("QEMU exited before the kernel said anything\n")
+    assert "not written" in boot_chart(log, tmp_path / "other.svg")
+    assert not (tmp_path / "other.svg").exists()

@@ -89,7 +89,8 @@ def test_empty_line_defaults():
     assert o.root is None and o.live is None
     assert o.readonly is True
     assert o.live_dir == "live" and o.live_image == "filesystem.squashfs"
-    assert o.image_paths == ["live/filesystem.squashfs", "LiveOS/squashfs.img", "arch/x86_64/airootfs.sfs"]
+    assert o.image_paths == ["live/filesystem.squashfs", "live/filesystem.erofs", "LiveOS/squashfs.img",
+                             "arch/x86_64/airootfs.sfs", "arch/x86_64/airootfs.erofs"]
     assert o.toram == "no" and o.checksum is False and o.overlay_size is None
     assert o.shell is None and o.panic is None and o.loglevel is None and o.rootdelay is None
     assert o.md_all is True and o.lvm_all is True
@@ -173,10 +174,11 @@ def test_arch_live():
     assert o.live == "LABEL=ARCH_202405"
     assert o.live_dir == "arch"
     assert o.overlay_size == "1g"
-    assert o.image_paths == ["arch/filesystem.squashfs", "LiveOS/squashfs.img", "arch/x86_64/airootfs.sfs"]
+    assert o.image_paths == ["arch/filesystem.squashfs", "arch/filesystem.erofs", "LiveOS/squashfs.img",
+                             "arch/x86_64/airootfs.sfs", "arch/x86_64/airootfs.erofs"]
     o = parse("archisodevice=/dev/sr0 archisobasedir=/myarch/")
     assert o.live == "/dev/sr0"
-    assert o.image_paths[-1] == "myarch/x86_64/airootfs.sfs"
+    assert o.image_paths[-2:] == ["myarch/x86_64/airootfs.sfs", "myarch/x86_64/airootfs.erofs"]
 
 
 def test_debian_live_with_iso_file():
@@ -211,9 +213,11 @@ def test_root_live_wins_over_scan_and_a_later_root_replaces_it():
 def test_live_dir_and_image():
     o = parse("rd.live.dir=/LiveOS/ rd.live.squashimg=rootfs.img")
     assert o.live_dir == "LiveOS" and o.live_image == "rootfs.img"
-    assert o.image_paths == ["LiveOS/rootfs.img", "LiveOS/squashfs.img", "arch/x86_64/airootfs.sfs"]
+    assert o.image_paths == ["LiveOS/rootfs.img", "LiveOS/squashfs.img", "arch/x86_64/airootfs.sfs",
+                             "arch/x86_64/airootfs.erofs"]
     o = parse("live-media-path=/live")
-    assert o.image_paths == ["live/filesystem.squashfs", "LiveOS/squashfs.img", "arch/x86_64/airootfs.sfs"]
+    assert o.image_paths == ["live/filesystem.squashfs", "live/filesystem.erofs", "LiveOS/squashfs.img",
+                             "arch/x86_64/airootfs.sfs", "arch/x86_64/airootfs.erofs"]
     o = parse("rd.live.dir=/ rd.live.squashimg=squashfs.img")  # the image in the medium's top directory
     assert o.image_paths[0] == "squashfs.img"
 
@@ -362,6 +366,43 @@ def test_break_error_lists_the_stages():
 
 def test_alias_name():
     assert cmdline.parse_cmdline is parse
+
+
+# --- storage: LUKS (dracut, systemd, mkinitcpio) and rd.lvm.lv= ---
+
+def test_luks_parameters():
+    o = parse("rd.luks.uuid=luks-ABCD rd.luks.uuid=abcd rd.luks.name=1234-5=home rd.luks.key=/k:LABEL=USB:UUID=ab "
+              "rd.luks.key=1234=/k2 rd.luks.options=discard,readonly rd.luks.timeout=10s")
+    assert o.luks and o.luks_uuids == ["abcd", "1234-5"] and o.luks_names == {"1234-5": "home"}
+    assert o.luks_keys == [("/k", "LABEL=USB", "UUID=ab"), ("/k2", None, "UUID=1234")]
+    assert o.luks_options == ["discard", "readonly"] and o.luks_timeout == 10
+    assert not parse("rd.luks=0").luks
+
+
+def test_mkinitcpio_cryptdevice_and_cryptkey():
+    o = parse("cryptdevice=UUID=ab-cd:root:allow-discards cryptkey=LABEL=K:ext4:/k")
+    assert o.cryptdevices == [("UUID=ab-cd", "root", ["allow-discards"])] and o.cryptkey == "LABEL=K:ext4:/k"
+    assert parse("cryptkey=rootfs:/a:b").cryptkey == "rootfs:/a:b"
+
+
+def test_rd_lvm_lv_implies_its_group():
+    o = parse("rd.lvm.lv=vg0/root rd.lvm.lv=/vg0/usr")
+    assert o.lvm_lvs == ["vg0/root", "vg0/usr"] and o.lvm_vgs == ["vg0"] and not o.lvm_all
+    assert parse("rd.lvm=0 rd.lvm.lv=vg0/root").lvm_lvs == []
+
+
+@pytest.mark.parametrize("line, words", [
+    ("rd.luks.uuid=xyz", "is not a LUKS UUID"),
+    ("rd.luks.name=abcd", "expected <UUID>=<name>"),
+    ("rd.luks.key=relative", "absolute keypath"),
+    ("rd.luks.timeout=soon", "whole number of seconds"),
+    ("cryptdevice=/dev/sda2", "expected <device>:<name>"),
+    ("cryptkey=/dev/sdb", "expected rootfs:<path>"),
+    ("rd.lvm.lv=root", "<volume group>/<logical volume>"),
+])
+def test_storage_parameter_errors(line, words):
+    with pytest.raises(CmdlineError, match=words):
+        parse(line)
 
 
 # --- properties (CPython only: hypothesis; the MicroPython runner only sees top-level test functions) ---

@@ -67,7 +67,8 @@ def test_error_names_the_default_path():
 
 
 def test_stages_are_the_documented_order():
-    assert contract.STAGES == ("early", "cmdline", "modules", "devices", "medium", "toram", "root", "handoff")
+    assert contract.STAGES == ("early", "cmdline", "modules", "devices", "network", "medium", "toram", "persistence",
+                               "root", "handoff")
 
 
 def test_paths_are_absolute():

@@ -78,3 +78,12 @@ def test_vfat_mount_is_retried_with_utf8_after_einval(fs):
         s.fail("mount", abi.EINVAL, nth=1)
         medium.mount_ro(ctx, Dev(), "/mnt")
     assert s.mounts == [("/dev/sdb1", "/mnt", "vfat", abi.MS_RDONLY, "iocharset=utf8")]
+
+
+def test_mount_type_ntfs_is_ntfs3_unless_the_kernel_has_ntfs(fs):
+    fs.create_file("/proc/filesystems", contents="nodev\ttmpfs\n\tvfat\n")
+    assert fsmods.mount_type("ntfs") == "ntfs3"
+    assert fsmods.mount_type("vfat") == "vfat" and fsmods.mount_type("erofs") == "erofs"
+    fs.remove_object("/proc/filesystems")
+    fs.create_file("/proc/filesystems", contents="\tntfs\n\tntfs3\n")
+    assert fsmods.mount_type("ntfs") == "ntfs"

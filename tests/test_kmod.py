@@ -22,6 +22,7 @@ class Recorder:
     def __init__(self):
         self.calls = []
         self.fail = {}  # module file basename without .ko -> errno
+        self.clock = 0
 
     def load_module(self, path, params=""):
         self.calls.append((path, params))
@@ -31,6 +32,10 @@ class Recorder:
 
     def strerror(self, err):
         return os.strerror(err)
+
+    def uptime_ms(self):
+        self.clock += 1  # each reading 1 ms later: timeline entries take 1 ms
+        return self.clock
 
     def lstat(self, path):
         return tuple(os.lstat(path))
@@ -377,3 +382,147 @@ def test_real_aliases_agree_with_modprobe(rec, fs, generic_table, kmod_resolutio
     assert sum(1 for v in kmod_resolutions.values() if v) > 50
     for p, theirs in kmod_resolutions.items():
         assert sorted(m.match(p)) == theirs, p
+
+
+# ---- issue 14: uevents, async probes, ENODEV, timeline, loads while waiting ---------------------------------------
+
+class UeventRecorder(Recorder):
+    """A Recorder with the kernel's uevent socket: events queued by add() are read through socket/bind_netlink/
+    poll/recv_into as the agent's uevent.Listener reads them."""
+
+    def __init__(self):
+        super().__init__()
+        self.queue = []
+        self.polls = 0
+
+    def socket(self, family, type_, proto=0):
+        assert (family, type_, proto) == (sc.AF_NETLINK, sc.SOCK_DGRAM, sc.NETLINK_KOBJECT_UEVENT)
+        return 7
+
+    def bind_netlink(self, fd, groups):
+        assert (fd, groups) == (7, 1)
+
+    def add(self, devpath, **env):
+        fields = ["add@" + devpath, "ACTION=add", "DEVPATH=" + devpath] + ["%s=%s" % kv for kv in env.items()]
+        self.queue.append("".join(f + "\0" for f in fields).encode())
+
+    def poll(self, fd, events, timeout_ms):
+        self.polls += 1
+        if self.queue:
+            return sc.POLLIN
+        self.clock += timeout_ms
+        return 0
+
+    def recv_into(self, fd, buf):
+        data = self.queue.pop(0)
+        buf[:len(data)] = data
+        return len(data)
+
+
+@pytest.fixture
+def urec(fs):
+    r = UeventRecorder()
+    saved = sc.use(r)
+    yield r
+    sc.restore(saved)
+
+
+def test_listening_coldplug_loads_what_uevents_announce_with_async_probe(urec, fs):
+    """The first call scans sysfs once; the devices a driver brings later come as uevents, and drivers loaded for
+    devices get async_probe=1 (finit_module returns before their probe) unless their probe order names disks.
+    Nothing is re-read from sysfs."""
+    write_table(fs)
+    sysfs_device(fs, PCI_VIRTIO, "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", bus="pci")
+    sysfs_device(fs, "/sys/devices/platform/pcspkr", "platform:pcspkr", bus="platform")
+    m = kmod.Modules(table_path=TABLE)
+    assert m.coldplug() == ["virtio_ring", "virtio", "virtio_pci", "pcspkr"]
+    params = dict((p.rsplit("/", 1)[-1], a) for p, a in urec.calls)
+    assert params["pcspkr.ko"] == "async_probe=1"
+    assert params["virtio_pci.ko"] == ""  # virtioN, hence vdX, are numbered in probe order
+    assert params["virtio.ko"] == ""  # a dependency: no probe of its own
+    # virtio_pci's asynchronous probe adds virtio1 later; a device added to sysfs without a uevent is not read
+    sysfs_device(fs, PCI_VIRTIO + "/virtio2", "virtio:d00000008v00001AF4", bus="virtio")
+    urec.add("/devices/pci0000:00/0000:00:02.0/virtio1", SUBSYSTEM="virtio", MODALIAS="virtio:d00000002v00001AF4")
+    urec.add("/devices/virtual/block/loop0", SUBSYSTEM="block", DEVNAME="loop0")
+    assert m.wait_event(100) is True
+    assert m.coldplug() == ["virtio_blk"]
+    assert m.coldplug() == [] and "virtio_scsi" not in urec.names
+    assert m.wait_event(50) is False
+
+
+def test_listener_overflow_rescans_sysfs(urec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    assert m.coldplug() == []
+    sysfs_device(fs, PCI_VIRTIO + "/virtio2", "virtio:d00000008v00001AF4", bus="virtio")
+    m._events.overflow = True  # the kernel dropped events (ENOBUFS)
+    assert m.coldplug() == ["virtio_ring", "virtio", "scsi_common", "scsi_mod", "virtio_scsi"]
+
+
+def test_storage_controllers_are_plugged_first(rec, fs):
+    write_table(fs)
+    sysfs_device(fs, "/sys/devices/platform/pcspkr", "platform:pcspkr", bus="platform")
+    sysfs_device(fs, "/sys/devices/pci0000:00/0000:00:01.0", "usb:v1234p5678d0100dc00dsc00dp00ic03isc01ip01in00",
+                 bus="usb")
+    sysfs_device(fs, PCI_VIRTIO, "pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", bus="pci")
+    assert kmod.Modules(table_path=TABLE).coldplug() == ["virtio_ring", "virtio", "virtio_pci", "usbhid", "pcspkr"]
+    assert [kmod._rank(a) for a in ("pci:v1d2sv3sd4bc01sc06i01", "virtio:d1v2", "scsi:t-0x00", "usb:v1",
+                                     "pci:v1d2sv3sd4bc03sc00i00", "cpu:type:x86", "acpi:PNP0A03:")] == \
+        [0, 0, 0, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("alias, ok", [
+    ("pci:v00008086d00007010sv00001AF4sd00001100bc01sc01i80", True),    # PIIX IDE (ata_piix)
+    ("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01", False),   # AHCI: sda/sdb in probe order
+    ("pci:v0000144Dd0000A808sv0000144Dsd0000A801bc01sc08i02", False),   # NVMe
+    ("pci:v00001AF4d00001001sv00001AF4sd00000002bc01sc00i00", False),   # virtio transport
+    ("pci:v00001AF4d00001000sv00001AF4sd00000001bc02sc00i00", False),   # virtio net: still virtio_pci
+    ("virtio:d00000002v00001AF4", False), ("scsi:t-0x00", False), ("mmc:block", False),
+    ("pci:v00008086d000024CDsv00001AF4sd00001100bc0Csc03i20", True),    # a USB host controller
+    ("cpu:type:x86,ven0000fam0006mod003F:feature:,0000,0001", True), ("platform:pcspkr", True),
+])
+def test_async_probe_only_where_probe_order_names_no_disks(alias, ok):
+    assert kmod._async_ok(alias) is ok
+
+
+def test_enodev_from_a_coldplug_load_is_no_device_not_a_failure(rec, fs):
+    """aesni_intel on a CPU without AES-NI: its init returns -ENODEV (arch/x86/crypto/aesni-intel_glue.c). Matched
+    through a modalias, that means nothing to drive; asked for by name it is still a failure."""
+    write_table(fs)
+    sysfs_device(fs, "/sys/devices/platform/pcspkr", "platform:pcspkr", bus="platform")
+    rec.fail["pcspkr"] = errno.ENODEV
+    timeline = []
+    m = kmod.Modules(table_path=TABLE, timeline=timeline)
+    assert m.coldplug() == []
+    assert m.failed == [] and m.absent == ["pcspkr"]
+    assert timeline == [{"module": "pcspkr", "start_ms": 1, "duration_ms": 1, "result": "no device (%s)"
+                         % os.strerror(errno.ENODEV)}]
+    m2 = kmod.Modules(table_path=TABLE)
+    assert not m2.load("pcspkr") and m2.failed[0][0] == "pcspkr" and m2.absent == []
+
+
+def test_every_finit_module_call_gets_a_timeline_entry(rec, fs):
+    write_table(fs)
+    rec.fail["fat"] = errno.EEXIST
+    rec.fail["scsi_common"] = errno.ENOEXEC
+    timeline = [{"stage": "early"}]
+    m = kmod.Modules(table_path=TABLE, timeline=timeline)
+    m.load_many(["vfat", "virtio_scsi"])
+    got = [(e["module"], e["result"]) for e in timeline[1:]]
+    assert got == [("nls_cp437", "loaded"), ("fat", "already loaded"), ("vfat", "loaded"), ("crc_a", "loaded"),
+                   ("virtio_ring", "loaded"), ("virtio", "loaded"),
+                   ("scsi_common", "failed: %s" % os.strerror(errno.ENOEXEC))]
+    for e in timeline[1:]:
+        assert set(e) == {"module", "start_ms", "duration_ms", "result"} and e["duration_ms"] >= 0
+
+
+def test_started_modules_load_while_waiting_and_a_uevent_interrupts(urec, fs):
+    write_table(fs)
+    m = kmod.Modules(table_path=TABLE)
+    m.coldplug()  # opens the listener
+    m.start(["fs-vfat", "needs_nothing_here", "pcspkr"])  # a name the image lacks is dropped
+    urec.add("/devices/virtual/block/vda", SUBSYSTEM="block", DEVNAME="vda")
+    assert m.wait_event(100) is True and urec.names == []  # the ready event comes first
+    m.coldplug()  # drains it
+    assert m.wait_event(100) is False
+    assert urec.names == ["nls_cp437", "fat", "vfat", "crc_a", "pcspkr"] and m.failed == []

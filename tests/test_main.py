@@ -574,3 +574,35 @@ def test_boot_missing_driver_is_named_in_the_report(fake_machine):
     r = m.boot()
     assert not r.handed_off
     assert "modules that failed to load: nvme" in r.console
+
+
+# ---- the modules stage: an image packed for another kernel release ---------------------------------------------
+
+
+def _boot_other_kernel(m, running):
+    from mpinit_agent import main as agent_main
+
+    def entry():
+        m.kver = running  # the kernel that booted is not the one the image was packed for (uname, /proc)
+        return agent_main.start()
+
+    return m.boot(entry)
+
+
+def test_modules_for_another_kernel_release_fail_the_stage_at_once(fake_machine):
+    m = fake_machine(cmdline="root=/dev/vda rootdelay=1", kver="6.1.0-packed")
+    m.add_module("virtio_ring")
+    m.add_module("virtio_blk", depends=("virtio_ring",))
+    r = _boot_other_kernel(m, "6.9.0-running")
+    assert "boot failed in stage 'modules': the image's 2 modules are for kernel 6.1.0-packed, but the running " \
+           "kernel is 6.9.0-running" in r.console
+    assert "mpinit pack --kver 6.9.0-running" in r.console
+    assert r.loaded_modules == [] and not r.calls_to("load_module")
+
+
+def test_no_modules_packed_for_another_release_is_only_a_warning(fake_machine):
+    m = fake_machine(cmdline="root=/dev/vda rootdelay=1", kver="6.1.0-packed")
+    m.add_disk("vda", m.filesystem("ext4", files={"sbin/init": m.executable(b"#!/bin/sh\n")}))
+    r = _boot_other_kernel(m, "6.9.0-running")
+    assert r.handed_off, r.console
+    assert any("packed for kernel 6.1.0-packed, running 6.9.0-running" in line for line in r.kmsg)

@@ -15,7 +15,9 @@ from mpinit_agent import cmdline, contract, syscalls as abi, main, medium
 from mpinit_agent.failure import BootError
 
 
-SQ = b"hsqs" + b"\0" * 24 + struct.pack("<HH", 4, 0) + b"\0" * 96   # a squashfs 4.0 superblock, enough for probe
+# A squashfs 4.0 superblock, enough for probe; padded to mksquashfs' 4 KiB minimum (blkid, and so the probe,
+# ignores anything of 1 KiB or less).
+SQ = (b"hsqs" + b"\0" * 24 + struct.pack("<HH", 4, 0)).ljust(4096, b"\0")
 M = contract.MEDIUM_MOUNT
 
 
@@ -75,7 +77,7 @@ def blockdev(monkeypatch):
     mod.find = find
     mod.scan = lambda: list(mod.devices)
     mod.ensure_node = lambda d: None
-    mod.make_links = lambda devices: None
+    mod.make_links = lambda devices, only_probed=False: None
     mod.describe = lambda devices: ["%s TYPE=%s LABEL=%s" % (d.path, d.info.get("TYPE"), d.info.get("LABEL"))
                                     for d in devices]
     monkeypatch.setitem(sys.modules, "mpinit_agent.blockdev", mod)
@@ -286,3 +288,117 @@ def test_image_in_the_initramfs(fs, blockdev):
 def test_not_live_is_skipped(fs, blockdev):
     ctx, result, s = run(fs, "root=/dev/sda1", [], {}, blockdev)
     assert result.startswith("skipped") and s.calls == []
+
+
+# ---- issue 13: EROFS images, ISO files on exFAT/NTFS, UDF ISOs
+
+def _erofs(size=8192):
+    """An EROFS superblock (fs/erofs/erofs_fs.h) with its CRC-32C, as mkfs.erofs writes it."""
+    from mpinit_agent import probe_more
+
+    img = bytearray(size)
+    struct.pack_into("<IIIBB", img, 1024, 0xE0F5E1E2, 0, 1, 12, 0)   # magic, checksum, SB_CSUM, 4 KiB blocks
+    sb = bytearray(img[1024:4096])
+    struct.pack_into("<I", img, 1028, probe_more._crc32c(sb, 0xFFFFFFFF))
+    return bytes(img)
+
+
+EROFS = _erofs()
+
+
+def test_image_type():
+    import io
+
+    assert medium.image_type(io.BytesIO(SQ)) == "squashfs"
+    assert medium.image_type(io.BytesIO(EROFS)) == "erofs"
+    assert medium.image_type(io.BytesIO(bytes(8192))) is None
+    bad = bytearray(EROFS)
+    bad[1024 + 64] = 1   # the volume name changes, the CRC does not
+    assert medium.image_type(io.BytesIO(bytes(bad))) is None
+
+
+def test_erofs_file_is_found_beside_the_default_name(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="vfat", LABEL="LIVE")
+    ctx, result, s = run(fs, "root=live:LABEL=LIVE", [stick], {"/dev/sdb1": {"live/filesystem.erofs": EROFS}},
+                         blockdev)
+    assert ctx.image == M + "/live/filesystem.erofs" and ctx.image_type == "erofs"
+
+
+def test_archiso_erofs_and_dracut_squashimg_pointing_at_erofs(fs, blockdev):
+    cd = Dev("sr0", removable=True, TYPE="iso9660", LABEL="ARCH")
+    ctx, _, _ = run(fs, "archisobasedir=arch archisolabel=ARCH", [cd],
+                    {"/dev/sr0": {"arch/x86_64/airootfs.erofs": EROFS}}, blockdev)
+    assert ctx.image == M + "/arch/x86_64/airootfs.erofs" and ctx.image_type == "erofs"
+
+
+def test_dracut_squashimg_pointing_at_erofs(fs, blockdev):
+    cd = Dev("sr0", removable=True, TYPE="iso9660", LABEL="Fedora-42")
+    ctx, _, _ = run(fs, "root=live:CDLABEL=Fedora-42 rd.live.image rd.live.dir=LiveOS rd.live.squashimg=root.img",
+                    [cd], {"/dev/sr0": {"LiveOS/root.img": EROFS}}, blockdev)
+    assert ctx.image == M + "/LiveOS/root.img" and ctx.image_type == "erofs"
+
+
+def test_whole_device_erofs(fs, blockdev):
+    fs.create_file("/dev/vdb", contents=EROFS)
+    vdb = Dev("vdb", size=len(EROFS), TYPE="erofs")
+    ctx, _, s = run(fs, "root=live:/dev/vdb", [vdb], {}, blockdev)
+    assert ctx.image == "/dev/vdb" and ctx.image_type == "erofs" and "mount" not in s.names()
+
+
+def test_a_scan_finds_a_whole_device_image(fs, blockdev):
+    fs.create_file("/dev/vdb", contents=EROFS)
+    vdb = Dev("vdb", size=len(EROFS), TYPE="erofs")
+    ctx, _, _ = run(fs, "boot=live", [Dev("vda1", TYPE="swap"), vdb], {}, blockdev)
+    assert ctx.image == "/dev/vdb"
+
+
+def test_ntfs_medium_is_mounted_with_the_ntfs3_driver(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="ntfs", LABEL="ISOS")
+    contents = {"/dev/sdb1": {"isos/live.iso": b"ISO"}, M + "/isos/live.iso": {"live/filesystem.squashfs": SQ}}
+    ctx, _, s = run(fs, "findiso=/isos/live.iso", [stick], contents, blockdev)
+    assert s.mounts[0] == ("/dev/sdb1", M, "ntfs3", abi.MS_RDONLY, None)
+    assert s.mounts[1][2] == "iso9660"
+
+
+@pytest.fixture(scope="module")
+def udf_iso(tmp_path_factory):
+    import shutil as sh
+    import subprocess
+
+    if not sh.which("genisoimage"):
+        pytest.skip("genisoimage missing (Debian package genisoimage)")
+    d = tmp_path_factory.mktemp("udf")
+    (d / "root").mkdir()
+    subprocess.run(["genisoimage", "-quiet", "-udf", "-o", str(d / "u.iso"), str(d / "root")], check=True)
+    return (d / "u.iso").read_bytes()
+
+
+def test_udf_iso_file_is_mounted_as_udf(udf_iso, fs, blockdev):
+    """A UDF bridge ISO (genisoimage -udf, as DVD images are) probes as udf and is mounted as udf."""
+    part = Dev("sda1", TYPE="exfat", LABEL="STICK")
+    contents = {"/dev/sda1": {"dvd.iso": udf_iso}, M + "/dvd.iso": {"live/filesystem.squashfs": SQ}}
+    ctx, _, s = run(fs, "iso-scan/filename=/dvd.iso", [part], contents, blockdev)
+    assert s.mounts[1] == ("/dev/loop0", contract.ISO_MOUNT, "udf", abi.MS_RDONLY, None)
+
+
+def test_missing_iso_lists_the_iso_files_on_the_stick(fs, blockdev):
+    stick = Dev("sdb1", removable=True, TYPE="exfat", LABEL="ISOS")
+    contents = {"/dev/sdb1": {"isos/debian.iso": b"ISO", "isos/fedora.iso": b"ISO", "isos/notes.txt": b"",
+                              "top.ISO": b"ISO", "deep/a/b/far.iso": b"ISO"}}
+    devs = [stick]
+    blockdev.devices = devs
+    ctx = ctx_for("iso-scan/filename=/isos/arch.iso rootdelay=1", devs)
+    with MediaSys(fs, contents):
+        with pytest.raises(BootError) as ei:
+            medium.run(ctx)
+    e = ei.value
+    assert "did not find the ISO file /isos/arch.iso" in e.message and e.param == "iso-scan/filename="
+    line = [t for t in e.tried if "no ISO file /isos/arch.iso" in t][0]
+    assert line.endswith("ISO files there: /top.ISO /isos/debian.iso /isos/fedora.iso"), line
+
+
+def test_iso_files_seen_is_bounded(fs):
+    for i in range(40):
+        fs.create_file("/m/isos/%02d.iso" % i)
+    found = medium.iso_files_seen("/m", "/isos/x.iso", limit=5)
+    assert found == ["/isos/00.iso", "/isos/01.iso", "/isos/02.iso", "/isos/03.iso", "/isos/04.iso"]

@@ -61,7 +61,11 @@ def test_runner_line_format_counts():
 
 
 def test_pure_tests_pass_under_the_runtime(runtime_binary):
-    proc = _micropython(runtime_binary, [RUNNER])
+    assert_pure_tests_passed(_micropython(runtime_binary, [RUNNER]), "MicroPython")
+
+
+def assert_pure_tests_passed(proc, where):
+    """tests/mpy/run.py's output (proc) ran the frozen agent, says nothing failed, and names every opted-in file."""
     lines = proc.stdout.strip().split("\n")
     assert lines[0].startswith("mpinit_agent from .frozen/"), proc.stdout[-3000:]
     last = lines[-1].split()
@@ -73,7 +77,7 @@ def test_pure_tests_pass_under_the_runtime(runtime_binary):
     # Every opted-in test file was run.
     for path in sorted((ROOT / "tests").glob("test_*.py")):
         if "\nMICROPYTHON = True\n" in path.read_text():
-            assert ("%s::" % path.name) in proc.stdout, "%s did not run under MicroPython" % path.name
+            assert ("%s::" % path.name) in proc.stdout, "%s did not run under %s" % (path.name, where)
 
 
 def test_runner_reports_a_failure(runtime_binary, tmp_path):
@@ -104,6 +108,11 @@ def test_runner_reports_a_failure(runtime_binary, tmp_path):
 
 
 def test_every_agent_module_is_frozen_and_imports(runtime_binary):
+    assert_agent_imports(lambda args, cwd: _micropython(runtime_binary, args, cwd=cwd))
+
+
+def assert_agent_imports(run):
+    """Every agent module imports from the frozen package (run(args, cwd) runs the runtime); returns the output."""
     names = agent_modules()
     code = ("import sys\nfailed = 0\n"
             "for name in %r:\n"
@@ -114,13 +123,15 @@ def test_every_agent_module_is_frozen_and_imports(runtime_binary):
             "        failed += 1\n"
             "        print('FAIL', name, type(e).__name__, e)\n"
             "import mpinit_agent\nprint('path', mpinit_agent.__path__)\n"
+            "import mpinit_agent.syscalls as sc\nprint('native', sc._NATIVE)\n"
             "sys.exit(1 if failed else 0)\n" % (names,))
     # Run from an empty directory: nothing but the frozen package can be found.
-    proc = _micropython(runtime_binary, ["-c", code], cwd=Path("/"))
+    proc = run(["-c", code], Path("/"))
     assert proc.returncode == 0, proc.stdout
     assert "path .frozen/mpinit_agent" in proc.stdout, proc.stdout
     for name in names:
         assert "ok %s " % name in proc.stdout, proc.stdout
+    return proc
 
 
 def test_every_agent_module_compiles_with_mpy_cross(tmp_path):

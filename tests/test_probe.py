@@ -6,6 +6,7 @@ The assertion is always the comparison: every key the agent prints equals blkid'
 
 import codecs
 import io
+import json
 import shlex
 import shutil
 import struct
@@ -285,8 +286,6 @@ def test_pure_crc32_matches_zlib():
 def test_same_results_under_micropython(runtime_binary, tmp_path):
     """The frozen agent in the built /init gives the same dicts as CPython (MicroPython's struct, memoryview,
     readinto and the hand-written UTF-16/CRC-32 paths)."""
-    import json
-
     paths = []
     extra = [("ext4", "Ünï €", None, 1 << 20), ("crypto_LUKS", "Ünï", None, 1 << 20)]
     for fstype, label, uuid, size in SYNTH + extra:
@@ -298,6 +297,12 @@ def test_same_results_under_micropython(runtime_binary, tmp_path):
                                             partlabel="Ünï part"),
                                   Partition(images.filesystem("iso9660", label="Joliet ü"))]))
     paths.append(disk)
+    assert_runtime_agrees(runtime_binary, tmp_path, paths)
+
+
+def assert_runtime_agrees(runtime_binary, tmp_path, paths):
+    """The frozen agent's probes on MicroPython print what they print on CPython, for each file: probe() and every
+    partition's probe_partition()."""
     script = tmp_path / "probe_all.py"
     script.write_text(
         "import sys, json\n"

@@ -154,3 +154,98 @@ def test_stop_on_ends_the_boot_at_a_prompt_after_the_script(qemu_ready, tmp_path
     assert r.sent == ["go\n"]
     assert "P2>" in r.output
     assert not r.timed_out and not r.ok
+
+
+# --- the guest network (net_args, pxe_argv, mpinit qemu --net-port) -----------------------------------------
+
+def test_net_args_is_exactly_the_restricted_loopback_forward(tmp_path):
+    assert qemu.net_args(8080) == [
+        "-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080",
+        "-device", "virtio-net-pci,netdev=n0"]
+    tftp = tmp_path / "t,ree"
+    tftp.mkdir()
+    (tftp / "pxelinux.0").write_bytes(b"x")
+    args = qemu.net_args("8080", tftp=tftp, bootfile="pxelinux.0", nic="e1000")
+    assert args == ["-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-tcp:127.0.0.1:8080,"
+                    "tftp=%s,bootfile=pxelinux.0" % str(tftp).replace(",", ",,"), "-device", "e1000,netdev=n0"]
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "10.0.2.2", "localhost", "127.0.0.2", "::1", "192.168.1.1"])
+def test_net_args_refuses_any_other_host_address(host):
+    with pytest.raises(ToolError, match="host address %s refused" % host):
+        qemu.net_args(8080, host=host)
+
+
+def test_net_args_refuses_bad_ports_nics_and_boot_files(tmp_path):
+    for port in (0, 65536, -1, "x", None):
+        with pytest.raises(ToolError, match="port"):
+            qemu.net_args(port)
+    with pytest.raises(ToolError, match="NIC 'rtl8139' unknown"):
+        qemu.net_args(80, nic="rtl8139")
+    with pytest.raises(ToolError, match="needs a TFTP directory"):
+        qemu.net_args(80, bootfile="pxelinux.0")
+    with pytest.raises(ToolError, match="nodir is not a directory"):
+        qemu.net_args(80, tftp=tmp_path / "nodir")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "outside").write_bytes(b"x")
+    for bad in ("missing.0", "../outside", str(tmp_path / "outside")):
+        with pytest.raises(ToolError, match="not a file inside the TFTP directory"):
+            qemu.net_args(80, tftp=tmp_path / "sub", bootfile=bad)
+
+
+def test_pxe_argv_boots_the_network_from_the_firmware(tmp_path):
+    (tmp_path / "pxelinux.0").write_bytes(b"x")
+    argv = qemu.pxe_argv(tmp_path, "pxelinux.0", 1234, qemu="qemu")
+    assert "-kernel" not in argv and "-initrd" not in argv
+    assert argv[argv.index("-boot") + 1] == "order=n"
+    assert argv[argv.index("-netdev") + 1].startswith("user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-"
+                                                      "tcp:127.0.0.1:1234,tftp=")
+    assert argv.count("-netdev") == 1 and "-nic" not in argv and "-net" not in argv
+
+
+def test_cli_net_port_forms_and_refusals(tmp_path, capsys, monkeypatch):
+    k, i = _files(tmp_path)
+    seen = {}
+
+    def fake_boot(kernel, initrd, **kw):
+        seen.update(kw, kernel=kernel)
+        return qemu.BootResult(ok=True, output="", elapsed_s=0.1, marker_line="MPINIT-LIVE-OK")
+
+    monkeypatch.setattr(qemu, "boot", fake_boot)
+    base = ["qemu", "--no-interactive", "--no-relay"]
+    assert cli.main(base + ["--kernel", str(k), "--initrd", str(i), "--net-port", "127.0.0.1:5000"]) == 0
+    assert seen["extra_args"] == qemu.net_args(5000) and seen["argv"] is None
+    assert cli.main(base + ["--kernel", str(k), "--initrd", str(i), "--net-port", "5001", "--nic", "e1000"]) == 0
+    assert seen["extra_args"] == qemu.net_args(5001, nic="e1000")
+    (tmp_path / "pxelinux.0").write_bytes(b"x")
+    assert cli.main(base + ["--net-port", "5002", "--tftp", str(tmp_path)]) == 0
+    assert seen["kernel"] is None and "order=n" in seen["argv"] and "bootfile=pxelinux.0" in " ".join(seen["argv"])
+    capsys.readouterr()
+    for bad, msg in ((["--net-port", "10.0.0.1:80"], "only 127.0.0.1"), (["--net-port", "0"], "not a port"),
+                     (["--net-port", "http"], "not a port"), (["--tftp", str(tmp_path)], "need --net-port"),
+                     (["--net-port", "80"], "required, unless --net-port and --tftp"),
+                     (["--net-port", "80", "--tftp", str(tmp_path), "--append", "x"], "do not apply"),
+                     (["--net-port", "80", "--tftp", str(tmp_path), "--bootfile", "nope.efi"],
+                      "nope.efi is not a file inside")):
+        assert cli.main(base + bad) == 2, bad
+        assert msg in capsys.readouterr().err, bad
+
+
+def test_cli_net_port_puts_a_relay_in_front_and_stops_it(tmp_path, monkeypatch, capsys):
+    import socket
+
+    k, i = _files(tmp_path)
+    seen = {}
+
+    def fake_boot(kernel, initrd, **kw):
+        fwd = kw["extra_args"][1]
+        seen["port"] = int(fwd.rsplit(":", 1)[1])
+        socket.create_connection(("127.0.0.1", seen["port"]), timeout=5).close()  # listening during the boot
+        return qemu.BootResult(ok=True, output="", elapsed_s=0.1, marker_line="MPINIT-LIVE-OK")
+
+    monkeypatch.setattr(qemu, "boot", fake_boot)
+    assert cli.main(["qemu", "--no-interactive", "--kernel", str(k), "--initrd", str(i), "--net-port", "5003"]) == 0
+    assert seen["port"] != 5003
+    assert "relay 127.0.0.1:%d -> web server 127.0.0.1:5003" % seen["port"] in capsys.readouterr().out
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", seen["port"]), timeout=2).close()  # stopped after the boot

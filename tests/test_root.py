@@ -65,6 +65,12 @@ def test_fsck_exit_meaning(code, meaning):
     assert root.fsck_exit_meaning(code) == meaning
 
 
+def test_fstab_passno():
+    text = "/dev/a / ext4 defaults 0 1\n/dev/b /usr ext4 defaults 0 2\n/dev/c /srv ext4 defaults\n"
+    assert root.fstab_passno(text, "/usr") == 2 and root.fstab_passno(text, "/srv") == 0
+    assert root.fstab_passno(text, "/var") is None
+
+
 def test_fstab_entry():
     text = ("# comment\n\nUUID=1 / ext4 defaults 0 1\nLABEL=my\\040usr /usr xfs ro,noatime 0 2\n"
             "/dev/sdb1 /home ext4\n")
@@ -179,7 +185,7 @@ def test_separate_usr_from_fstab(fs, blockdev):
     fs.create_file(R + "/etc/fstab", contents="/dev/sda1 / ext4 defaults 0 1\nLABEL=usr /usr auto ro,nodev 0 2\n")
     with StubSys(fs) as s:
         assert root.run(ctx_for("root=/dev/sda1", root_dev=rootdev, devices=[rootdev, usr])).endswith(
-            ", /usr from /dev/sda2")
+            ", /usr from /dev/sda2 (no fsck.xfs)")
     assert s.mounts[1] == ("/dev/sda2", R + "/usr", "xfs", abi.MS_RDONLY | abi.MS_NODEV, None)
 
 
@@ -190,3 +196,108 @@ def test_missing_usr_is_reported_and_root_unmounted(fs, blockdev):
         with pytest.raises(BootError, match="/usr is a separate filesystem"):
             root.run(ctx_for("root=/dev/sda1", root_dev=rootdev, devices=[rootdev]))
     assert s.mounts == []
+
+
+# ---- fsck with a packed e2fsck on the fake machine: the DIY guide's exit-code handling ------------------------
+
+
+def _fsck_machine(fake_machine, code, usr_code=0, tool="/usr/sbin/e2fsck"):
+    m = fake_machine(cmdline="root=UUID=6d70696e-6974-4653-434b-000000000001 rootdelay=1")
+    fstab = "UUID=6d70696e-6974-4653-434b-000000000002 /usr ext4 defaults 0 2\n"
+    m.add_disk("vda", m.filesystem("ext4", uuid="6d70696e-6974-4653-434b-000000000001",
+                                   files={"sbin/init": m.executable(b"#!/bin/sh\n"), "usr": m.directory(),
+                                          "etc/fstab": fstab}))
+    m.add_disk("vdb", m.filesystem("ext4", uuid="6d70696e-6974-4653-434b-000000000002"))
+
+    def e2fsck(machine, argv, env):
+        return usr_code if argv[-1] == "/dev/vdb" else code
+
+    m.add_program(tool, action=e2fsck)
+    return m
+
+
+def test_e2fsck_is_found_without_a_fsck_ext4_link_and_checks_root_and_usr(fake_machine):
+    r = _fsck_machine(fake_machine, 1).boot()
+    assert r.handed_off, r.console
+    assert ["/usr/sbin/e2fsck", "-a", "/dev/vda"] in r.spawned and ["/usr/sbin/e2fsck", "-a", "/dev/vdb"] in r.spawned
+    assert r.spawned.index(["/usr/sbin/e2fsck", "-a", "/dev/vdb"]) > r.spawned.index(["/usr/sbin/e2fsck", "-a",
+                                                                                      "/dev/vda"])
+    assert any("corrected errors on /dev/vda" in line for line in r.kmsg)
+
+
+def test_e2fsck_exit_2_reboots(fake_machine):
+    r = _fsck_machine(fake_machine, 2).boot()
+    assert r.reboot == "restart" and not r.handed_off
+    assert "repaired /dev/vda; rebooting as fsck(8) asks (exit code 2)" in r.console
+
+
+def _uncorrected(fake_machine, code):
+    r = _fsck_machine(fake_machine, code).boot()
+    assert r.rescue and not r.handed_off
+    assert "boot failed in stage 'root': /usr/sbin/e2fsck /dev/vda: exit code %d" % code in r.console
+    assert "4 errors left uncorrected" in r.console
+    assert not [mt for mt in r.mounts if mt[1] == "/sysroot"]   # never mounted
+
+
+# (one test per exit code, not parametrize: this module also runs under MicroPython, whose runner has no fixtures)
+def test_e2fsck_exit_4_stops_in_the_rescue_shell_with_the_report(fake_machine):
+    _uncorrected(fake_machine, 4)
+
+
+def test_e2fsck_exit_8_stops_in_the_rescue_shell_with_the_report(fake_machine):
+    _uncorrected(fake_machine, 8)
+
+
+def test_e2fsck_exit_12_stops_in_the_rescue_shell_with_the_report(fake_machine):
+    _uncorrected(fake_machine, 12)
+
+
+def test_e2fsck_failing_on_usr_unmounts_the_root_again(fake_machine):
+    r = _fsck_machine(fake_machine, 0, usr_code=4).boot()
+    assert r.rescue and "/usr/sbin/e2fsck /dev/vdb: exit code 4" in r.console
+    assert "parameter: /etc/fstab /usr" in r.console
+    assert not [mt for mt in r.mounts if mt[1].startswith("/sysroot")]
+
+
+# ---- issue 13: EROFS images and dracut's LiveOS/rootfs.img
+
+def test_erofs_image_is_mounted_as_erofs(fs):
+    fs.create_file("/img.erofs")
+    ctx = ctx_for("root=live:LABEL=X", image="/img.erofs")
+    ctx.image_type = "erofs"    # what medium.check_image probed
+    with StubSys(fs) as s:
+        root.run(ctx)
+    assert s.mounts[0] == ("/dev/loop0", contract.IMAGE_MOUNT, "erofs", abi.MS_RDONLY, None)
+
+
+def test_image_type_is_probed_when_the_medium_stage_did_not(fs):
+    import struct
+
+    sb = bytearray(8192)
+    struct.pack_into("<IIIB", sb, 1024, 0xE0F5E1E2, 0, 0, 12)   # EROFS, no superblock CRC feature
+    fs.create_file("/run/mpinit/toram/x.img", contents=bytes(sb))
+    ctx = ctx_for("root=live:LABEL=X", image="/run/mpinit/toram/x.img")
+    with StubSys(fs) as s:
+        root.run(ctx)
+    assert s.mounts[0][2] == "erofs"
+
+
+def test_dracut_rootfs_img_inside_the_image_is_the_lower_layer(fs):
+    """dracut's dmsquash-live-root: a squashfs holding LiveOS/rootfs.img (an ext4 image) boots that image."""
+    from mpinit.testing import images
+
+    fs.create_file("/img.sfs")
+    ctx = ctx_for("root=live:LABEL=X", image="/img.sfs")
+
+    class S(StubSys):
+        def mount(self, source, target, fstype, flags=0, data=None):
+            StubSys.mount(self, source, target, fstype, flags, data)
+            if target == contract.IMAGE_MOUNT:
+                self.fs.create_file(target + "/LiveOS/rootfs.img",
+                                    contents=images.filesystem("ext4", label="rootfs", size=1 << 20))
+
+    with S(fs) as s:
+        root.run(ctx)
+    assert s.mounts[1] == ("/dev/loop1", contract.ROOTFS_IMG_MOUNT, "ext4", abi.MS_RDONLY, None)
+    assert s.mounts[-1] == ("overlay", R, "overlay", 0, root.overlay_data(contract.ROOTFS_IMG_MOUNT,
+                                                                         contract.COW_MOUNT))

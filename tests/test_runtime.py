@@ -177,6 +177,24 @@ def test_pid1_outside_an_initramfs_refuses(runtime_binary, tmp_path):
                            % int(fstype))
 
 
+def pid1_in_tmpfs(runtime_binary, tmp_path, name, args, module, source):
+    """The runtime as PID 1 named /<name> (with args) in a chroot into a fresh tmpfs (what an initramfs or
+    /run/initramfs is), a stand-in mpinit_agent.<module> (source) in the chroot's / (sys.path[0]) taking the place of
+    the frozen one, so nothing of the real agent runs; MICROPYPATH=/nonexistent. The CompletedProcess."""
+    _sandbox_works()
+    stage = tmp_path / "stage"
+    (stage / "mpinit_agent").mkdir(parents=True)
+    (stage / "mpinit_agent" / "__init__.py").write_text("")
+    (stage / "mpinit_agent" / (module + ".py")).write_text(source)
+    shutil.copy2(runtime_binary, stage / name)
+    root = tmp_path / "root"
+    root.mkdir()
+    script = 'mount -t tmpfs mpinit-test "$1" && cp -a "$2"/. "$1"/ && R="$1" && shift 2 && exec chroot "$R" /%s "$@"'
+    env = dict(os.environ, MICROPYPATH="/nonexistent")
+    return subprocess.run(SANDBOX + ["sh", "-c", script % name, "sh", str(root), str(stage)] + list(args), env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+
+
 def test_pid1_on_an_initramfs_runs_the_agent_with_replaced_argv(runtime_binary, tmp_path):
     """PID 1 with a tmpfs root (a chroot into a fresh tmpfs) runs mpinit_agent.main.start(), whatever its own
     arguments and MICROPYPATH say.
@@ -184,22 +202,12 @@ def test_pid1_on_an_initramfs_runs_the_agent_with_replaced_argv(runtime_binary, 
     A stand-in package in the chroot's / (sys.path[0] is "", the current directory) takes the place of the frozen
     agent, so nothing of the real boot runs; when start() returns, the binary says so and falls back to a REPL
     (which ends at once on the empty stdin)."""
-    _sandbox_works()
-    stage = tmp_path / "stage"
-    (stage / "mpinit_agent").mkdir(parents=True)
-    (stage / "mpinit_agent" / "__init__.py").write_text("")
-    (stage / "mpinit_agent" / "main.py").write_text(
-        "import sys, os, gc, _linux\n"
-        "def start():\n"
-        "    print('agent pid', _linux.getpid(), 'argv', sys.argv[1:], 'path', os.getenv('MICROPYPATH'))\n"
-        "    print('heap', gc.mem_free() + gc.mem_alloc())\n")
-    shutil.copy2(runtime_binary, stage / "init")
-    root = tmp_path / "root"
-    root.mkdir()
-    script = 'mount -t tmpfs mpinit-test "$1" && cp -a "$2"/. "$1"/ && exec chroot "$1" /init ignored words'
-    env = dict(os.environ, MICROPYPATH="/nonexistent")
-    proc = subprocess.run(SANDBOX + ["sh", "-c", script, "sh", str(root), str(stage)], env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    proc = pid1_in_tmpfs(runtime_binary, tmp_path, "init", ["ignored", "words"], "main",
+                         "import sys, os, gc, _linux\n"
+                         "def start():\n"
+                         "    print('agent pid', _linux.getpid(), 'argv', sys.argv[1:],\n"
+                         "          'path', os.getenv('MICROPYPATH'))\n"
+                         "    print('heap', gc.mem_free() + gc.mem_alloc())\n")
     assert "agent pid 1 argv [] path None\n" in proc.stdout, (proc.stdout, proc.stderr)
     # -X heapsize=2M: the GC heap minus its allocation tables (py/gc.c: 1 table byte per 4 blocks of 16 bytes).
     heap = int(proc.stdout.split("heap ")[1].split()[0])

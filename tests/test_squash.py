@@ -209,3 +209,53 @@ def test_mksquashfs_failure_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(ToolError):
         squash.build(r, out)
     assert sorted(os.listdir(tmp_path)) == ["root"]
+
+
+# --- EROFS (--format erofs) -----------------------------------------------------------------------------------
+
+def test_glob_to_ere():
+    assert squash.glob_to_ere("proc/*") == "^proc/[^/]*$"
+    assert squash.glob_to_ere("var/log/?.log") == "^var/log/[^/]\\.log$"
+    assert squash.glob_to_ere("a[!b]c+(x)") == "^a[^b]c\\+\\(x\\)$"
+
+
+def test_erofs_argv_defaults():
+    argv = squash.mkfs_erofs_argv("/r", "/o.tmp", ["proc/*"], all_root=True, exclude_paths=["live/x.erofs"])
+    assert argv[1:] == ["--quiet", "-zlz4hc,12", "-C65536", "-Eztailpacking", "--all-root",
+                        "--exclude-path=live/x.erofs", "--exclude-regex=^proc/[^/]*$", "/o.tmp", "/r"]
+    with pytest.raises(squash.SquashError, match="--comp xz: not one of lz4hc, lz4, none for EROFS"):
+        squash.mkfs_erofs_argv("/r", "/o", [], comp="xz")
+
+
+def test_erofs_image_of_a_real_root(tmp_path, capsys):
+    """mkfs.erofs output read back with fsck.erofs --extract: the init is there, /proc's contents are not, the
+    output inside the root is left out; the agent's probe and blkid call it erofs."""
+    require_tools("mkfs.erofs", "fsck.erofs", "blkid")
+    r = _root(tmp_path)
+    _exe(r / "sbin" / "init")
+    (r / "proc" / "1").mkdir()
+    (r / "proc" / "1" / "status").write_text("stale")
+    (r / "etc" / "hostname").write_text("live\n")
+    out = r / "live" / "filesystem.erofs"
+    out.parent.mkdir()
+    assert cli.main(["squash", str(r), "-o", str(out), "--format", "erofs", "--all-root"]) == 0
+    assert "erofs lz4hc" in capsys.readouterr().out
+    from mpinit_agent import medium, probe
+
+    assert probe.probe(str(out))["TYPE"] == "erofs" and medium.image_type(str(out)) == "erofs"
+    ex = tmp_path / "x"
+    subprocess.run(["fsck.erofs", "--extract=%s" % ex, str(out)], check=True, capture_output=True)
+    assert (ex / "sbin" / "init").is_file() and (ex / "etc" / "hostname").read_text() == "live\n"
+    assert (ex / "proc").is_dir() and not any((ex / "proc").iterdir())
+    assert not (ex / "live" / "filesystem.erofs").exists()
+    assert [p.name for p in out.parent.iterdir()] == ["filesystem.erofs"]   # no temporary file left
+
+
+def test_erofs_refuses_a_root_without_init_and_leaves_nothing(tmp_path):
+    r = _root(tmp_path)
+    out = tmp_path / "x.erofs"
+    with pytest.raises(squash.SquashError, match="no init in this root"):
+        squash.build(r, out, fmt="erofs")
+    assert not out.exists()
+    with pytest.raises(squash.SquashError, match="--format ext4"):
+        squash.build(r, out, fmt="ext4")

@@ -1,6 +1,8 @@
 """mpinit_agent.toram: the memory check, the progress line, the copy with size verification and the release of
 the medium."""
 
+import os
+
 import pytest
 
 from agent_stub import StubSys
@@ -105,9 +107,9 @@ def test_not_requested_or_not_live(fs):
 def test_short_copy_is_an_error_and_leaves_nothing_mounted(fs, monkeypatch):
     ctx = live_ctx(fs, "root=live:LABEL=LIVE toram")
     s = StubSys(fs)
-    real = s.copy_range
-    # the source "ends" after 2 of 3 MiB (a medium pulled out, a truncated file): copy_range returns 0
-    monkeypatch.setattr(s, "copy_range", lambda a, b, n: real(a, b, min(n, MiB)) if s.clock < 1020 else 0)
+    real = s.copy_direct
+    # the source "ends" after 2 of 3 MiB (a medium pulled out, a truncated file): the copy returns 0
+    monkeypatch.setattr(s, "copy_direct", lambda a, b, n, z: real(a, b, min(n, MiB), z) if s.clock < 1020 else 0)
     with s:
         with pytest.raises(BootError, match="short copy"):
             toram.run(ctx)
@@ -118,6 +120,45 @@ def test_short_copy_is_an_error_and_leaves_nothing_mounted(fs, monkeypatch):
 def test_failing_copy_in_auto_mode_falls_back(fs):
     ctx = live_ctx(fs, "root=live:LABEL=LIVE copytoram=auto")
     with StubSys(fs) as s:
-        s.fail("copy_range", abi.EIO)
+        s.fail("copy_direct", abi.EIO)
         assert toram.run(ctx) == "skipped: copy failed"
     assert s.mounted(contract.TORAM_MOUNT) == [] and not ctx.toram
+
+
+def test_the_copy_reads_with_o_direct_into_4_mib_buffers(fs):
+    ctx = live_ctx(fs, "root=live:LABEL=LIVE toram")
+    with StubSys(fs) as s:
+        toram.run(ctx)
+    opens = [a for n, a in s.calls if n == "open" and a[0].startswith(contract.MEDIUM_MOUNT)]
+    assert opens and opens[0][1] & abi.O_DIRECT
+    sizes = [a[3] for n, a in s.calls if n == "copy_direct"]
+    assert sizes and set(sizes) == {4 << 20} and "copy_range" not in s.names()
+    assert ctx.toram and os.path.getsize(ctx.image) == 3 * MiB
+
+
+def test_o_direct_refused_at_open_falls_back_to_the_kernels_copy(fs):
+    """isofs and tmpfs before 6.6 refuse O_DIRECT at open(2) (EINVAL)."""
+    _o_direct_refused(fs, "open")
+
+
+def test_o_direct_refused_at_the_first_read_falls_back_to_the_kernels_copy(fs):
+    _o_direct_refused(fs, "copy_direct")
+
+
+def _o_direct_refused(fs, where):
+    ctx = live_ctx(fs, "root=live:LABEL=LIVE toram")
+    s = StubSys(fs)
+    real_open = s.open
+
+    def open_(path, flags, mode=0o644):
+        if where == "open" and flags & abi.O_DIRECT:
+            s._call("open", path, flags)
+            raise OSError(abi.EINVAL, "Invalid argument")
+        return real_open(path, flags, mode)
+
+    s.open = open_
+    if where == "copy_direct":
+        s.fail("copy_direct", abi.EINVAL)
+    with s:
+        assert toram.run(ctx).startswith("copied ")
+    assert "copy_range" in s.names() and ctx.toram and os.path.getsize(ctx.image) == 3 * MiB

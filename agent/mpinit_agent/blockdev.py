@@ -1,9 +1,11 @@
 # Block devices: enumerate /sys/class/block, make /dev nodes and /dev/disk/by-* links, find a device by a spec
 # (root=/live: conventions), and wait for one to appear.
 #
-#   scan() -> [Device]                 every block device, disks before their partitions, probed (cached)
+#   scan() -> [Device]                 every block device, disks before their partitions; each probed lazily
+#                                      (on the first read of its .info) and at most once per boot (cached)
 #   ensure_node(dev)                   mknod /dev/<name> when devtmpfs did not make it
-#   make_links(devices)                /dev/disk/by-{uuid,label,partuuid,partlabel}/ symlinks, as udev names them
+#   make_links(devices, only_probed=False)  /dev/disk/by-{uuid,label,partuuid,partlabel}/ symlinks, as udev
+#                                      names them (only_probed: for the devices already probed, probing no more)
 #   parse_spec(spec) -> (key, value)   LABEL= CDLABEL= UUID= PARTUUID=[/PARTNROFF=n] PARTLABEL= /dev/... maj:min
 #   find(spec, devices) -> Device|None
 #   wait_for(spec, deadline_ms, poll=None) -> Device|None   deadline None waits forever (rootwait)
@@ -13,6 +15,12 @@
 # sectors whatever the logical block size, a partition has a <dev>/partition file holding its number and lives in
 # its disk's directory (so /sys/class/block/<disk>/<part> exists), <disk>/removable is the disk's flag, <dev>/ro
 # the read-only flag; uevent holds DEVTYPE, PARTN and PARTNAME (the GPT name) for partitions.
+#
+# Scaling (issue 14): a server or a USB hub may show hundreds of block devices, and a probe costs ~10 ms under
+# TCG. So nothing is probed until something asks for a device's info: find() stops at the first match in scan
+# order, and a PARTUUID=/PARTLABEL= search reads only the partition tables (once per disk), never the partitions'
+# contents. A scan after the first reuses the Device of every name it has seen (two sysfs reads to check that it
+# is the same device), so a wait loop of P passes over N devices costs N probes, not P * N.
 import os
 
 from micropython import const
@@ -31,12 +39,18 @@ _POLL_MS = const(100)
 _cache = {}
 # disk name -> (devno, size, [partition dicts]) of partition tables already read.
 _tables = {}
+# name -> Device from the last scan(), reused by the next one while its devno and size stay the same.
+_devs = {}
+# /dev/disk link path -> target made by make_links(), so a later pass does not readlink() them again.
+_linked = {}
 
 
 def forget():
     """Drop every cached probe result (tests; a rescue-shell user who rewrote a disk)."""
     _cache.clear()
     _tables.clear()
+    _devs.clear()
+    _linked.clear()
 
 
 class Device:
@@ -54,13 +68,70 @@ class Device:
         self.partn = partn                # partition number (sda1 -> 1), None for a disk
         self.parent = parent              # the disk's name for a partition, None for a disk
         self.sector = 512                 # logical block size (queue/logical_block_size of the disk)
-        self.info = info if info is not None else {}
+        self.disk = None                  # the parent disk's Device (scan() sets it), for its partition table
+        self._info = info                 # None until probed (see the info property)
+        self._part = None                 # PARTUUID/PARTLABEL from the parent's table, None until read
+        self._retry = False               # the probe failed (I/O error): the next scan() probes again
+
+    @property
+    def info(self):
+        """blkid's keys for this device, probed on the first read (probe.probe, plus PARTUUID/PARTLABEL from
+        the disk's partition table for a partition)."""
+        if self._info is None:
+            info, ok = _probe(self)
+            self._retry = not ok
+            if self.is_partition:
+                info.update(self.part_keys())
+            self._info = info
+        return self._info
+
+    @info.setter
+    def info(self, value):
+        self._info = value
+
+    def probed(self):
+        return self._info is not None
+
+    def part_keys(self):
+        """{PARTUUID, PARTLABEL} of a partition from its disk's partition table (read once per disk), without
+        probing the partition itself; the uevent's PARTNAME when the table is unreadable. {} for a disk."""
+        if self._part is not None:
+            return self._part
+        out = {}
+        if not self.is_partition:
+            return out
+        entry = None
+        disk = self.disk
+        keep = True
+        if disk is not None and disk.info.get("PTTYPE"):
+            table = _read_table(disk)
+            if table is None:
+                keep = False  # an I/O error: read again on the next scan
+                table = []
+            for p in table:
+                if p["PART_ENTRY_NUMBER"] == self.partn:
+                    entry = p
+                    break
+        if entry is not None:
+            for key in ("PARTUUID", "PARTLABEL"):
+                if key in entry:
+                    out[key] = entry[key]
+        else:
+            name = _uevent(SYS_BLOCK + "/" + self.name).get("PARTNAME")
+            if name:
+                out["PARTLABEL"] = name
+        if keep:
+            self._part = out
+        else:
+            self._retry = True
+        return out
 
     def get(self, key, default=None):
         return self.info.get(key, default)
 
     def __repr__(self):
-        return "<Device %s %d:%d %s>" % (self.path, self.devno[0], self.devno[1], _keys(self.info))
+        return "<Device %s %d:%d %s>" % (self.path, self.devno[0], self.devno[1],
+                                         _keys(self._info) if self._info is not None else "(not probed)")
 
 
 def _keys(info):
@@ -113,35 +184,50 @@ def _read_table(disk):
     try:
         parts = probe.partitions(disk.path, sector=disk.sector)
     except OSError:
-        return []  # not cached: the medium may become readable later
+        return None  # not cached: the medium may become readable later
     _tables[disk.name] = (disk.devno, disk.size, parts)
     return parts
 
 
 def _probe(dev):
+    """(info, ok): the probe's result for dev (cached per name, devno and size); ok False after an I/O error."""
     hit = _cache.get(dev.name)
     if hit is not None and hit[0] == dev.devno and hit[1] == dev.size:
-        return dict(hit[2])
+        return dict(hit[2]), True
     if not dev.size:
-        return {}  # an empty drive (no medium) or a detached loop device: nothing to read
+        return {}, True  # an empty drive (no medium) or a detached loop device: nothing to read
     from . import probe
 
     try:
         info = probe.probe(dev.path, sector=dev.sector)
     except OSError:
-        return {}  # I/O error or medium gone: not cached, tried again on the next scan
+        return {}, False  # I/O error or medium gone: not cached, tried again on the next scan
     _cache[dev.name] = (dev.devno, dev.size, dict(info))
-    return info
+    return info, True
+
+
+def _devno_size(base):
+    devtext = fsutil.read_text(base + "/dev", "")
+    i = devtext.find(":")
+    if i < 0:
+        return None, 0  # vanished while we looked, or not a device directory
+    return (_int(devtext[:i]), _int(devtext[i + 1:])), _int(fsutil.read_text(base + "/size", "0")) * 512
 
 
 def scan():
     """Every block device in /sys/class/block (disks first, then partitions, each group by name; unattached loop
-    devices left out), with /dev nodes made where missing and `info` filled from the probes (cached)."""
+    devices left out), with /dev nodes made where missing. `info` is probed on first use (cached): a device seen
+    by an earlier scan with the same devno and size is the same Device object, its probe result kept."""
     names = fsutil.listdir(SYS_BLOCK)
     disks = []
     parts = []
     for name in names:
-        if fsutil.exists("%s/%s/partition" % (SYS_BLOCK, name)):
+        old = _devs.get(name)
+        if old is not None:
+            is_part = old.is_partition
+        else:
+            is_part = fsutil.exists("%s/%s/partition" % (SYS_BLOCK, name))
+        if is_part:
             parts.append(name)
         else:
             disks.append(name)
@@ -149,14 +235,26 @@ def scan():
     by_name = {}
     for name in disks + parts:
         base = SYS_BLOCK + "/" + name
-        devtext = fsutil.read_text(base + "/dev", "")
-        i = devtext.find(":")
-        if i < 0:
-            continue  # vanished while we looked, or not a device directory
-        devno = (_int(devtext[:i]), _int(devtext[i + 1:]))
-        size = _int(fsutil.read_text(base + "/size", "0")) * 512
+        devno, size = _devno_size(base)
+        if devno is None:
+            continue
         if not size and name.startswith("loop"):
             continue  # an unattached loop device: nothing to find there, and eight of them are noise in reports
+        old = _devs.get(name)
+        if old is not None and old.devno == devno and old.size == size:
+            if old.is_partition:
+                disk = by_name.get(old.parent)
+                if disk is not old.disk:
+                    old.disk = disk       # the disk was replaced: its table is read again
+                    old._part = None
+                    old._info = None
+            if old._retry:
+                old._info = None          # the last probe or table read failed: try again
+                old._part = None
+                old._retry = False
+            by_name[name] = old
+            devices.append(old)
+            continue
         ro = fsutil.read_text(base + "/ro", "0") == "1"
         d = Device(name, devno, size, ro=ro)
         if name in parts:
@@ -165,6 +263,7 @@ def scan():
             d.partn = _int(ev.get("PARTN") or fsutil.read_text(base + "/partition", ""), None)
             d.parent = _parent_of(name, disks)
             disk = by_name.get(d.parent)
+            d.disk = disk
             if disk is not None:
                 d.removable = disk.removable
                 d.sector = disk.sector
@@ -174,24 +273,12 @@ def scan():
         try:
             ensure_node(d)
         except OSError:
-            pass  # reported by the caller's own ensure_node(); probing below then fails quietly
-        d.info = _probe(d)
-        if d.is_partition:
-            entry = None
-            disk = by_name.get(d.parent)
-            if disk is not None and disk.info.get("PTTYPE"):
-                for p in _read_table(disk):
-                    if p["PART_ENTRY_NUMBER"] == d.partn:
-                        entry = p
-                        break
-            if entry is not None:
-                for key in ("PARTUUID", "PARTLABEL"):
-                    if key in entry:
-                        d.info[key] = entry[key]
-            elif ev.get("PARTNAME"):
-                d.info["PARTLABEL"] = ev["PARTNAME"]
+            pass  # reported by the caller's own ensure_node(); probing later then fails quietly
         by_name[name] = d
         devices.append(d)
+    _devs.clear()
+    for d in devices:
+        _devs[d.name] = d
     return devices
 
 
@@ -245,14 +332,17 @@ def decode(value):
 _LINKS = (("by-uuid", "UUID"), ("by-label", "LABEL"), ("by-partuuid", "PARTUUID"), ("by-partlabel", "PARTLABEL"))
 
 
-def make_links(devices):
+def make_links(devices, only_probed=False):
     """/dev/disk/by-*/<encoded value> -> ../../<name>. The first device in scan order keeps a contested name (a
-    hybrid ISO's disk over its partition); a stale link is replaced. Returns the number of links made."""
+    hybrid ISO's disk over its partition); a stale link is replaced. Returns the number of links made.
+    only_probed: link only the devices probed so far (the boot's wait loop, which must not probe every device)."""
     made = 0
     taken = {}
     for sub, key in _LINKS:
         fsutil.makedirs(DISK_LINKS + "/" + sub)
     for d in devices:
+        if only_probed and not d.probed():
+            continue
         for sub, key in _LINKS:
             value = d.info.get(key)
             if not value:
@@ -262,13 +352,17 @@ def make_links(devices):
                 continue
             taken[path] = True
             target = "../../" + d.name
+            if _linked.get(path) == target:
+                continue          # made by an earlier pass of this boot
             try:
                 if sc.readlink(path) == target:
+                    _linked[path] = target
                     continue
                 os.remove(path)   # a stale link from an earlier scan (the device was replaced)
             except OSError:
                 pass
             sc.symlink(target, path)
+            _linked[path] = target
             made += 1
     return made
 
@@ -340,17 +434,36 @@ def _match(key, value, devices):
     return None
 
 
+def _match_part(key, value, devices):
+    """PARTUUID=/PARTLABEL= from the partition tables alone: the partitions' contents are not probed (a
+    whole-disk device has no PARTUUID in blkid either)."""
+    for d in devices:
+        if not d.is_partition:
+            continue
+        got = d.part_keys().get(key)
+        if got is None:
+            continue
+        if key == "PARTUUID":
+            if got.lower() == value:
+                return d
+        elif got == value:
+            return d
+    return None
+
+
 def find(spec, devices):
     """The first device (scan order: disks before partitions) matching spec, or None. ValueError for a bad spec."""
     key, value = parse_spec(spec)
-    if key in ("LABEL", "UUID", "PARTUUID", "PARTLABEL"):
+    if key in ("PARTUUID", "PARTLABEL"):
+        return _match_part(key, value, devices)
+    if key in ("LABEL", "UUID"):
         return _match(key, value, devices)
     if key == "CDLABEL":
         # dracut turns CDLABEL= into /dev/disk/by-label/: an iso9660 volume first, then any with that label.
         iso = [d for d in devices if d.info.get("TYPE") == "iso9660"]
         return _match("LABEL", value, iso) or _match("LABEL", value, devices)
     if key == "PARTNROFF":
-        base = _match("PARTUUID", value[0], devices)
+        base = _match_part("PARTUUID", value[0], devices)
         if base is None or base.partn is None:
             return None
         want = base.partn + value[1]
@@ -374,7 +487,7 @@ def find(spec, devices):
             return d
     parts = value.split("/")
     if len(parts) == 5 and parts[2] == "disk" and parts[3] in _BY:
-        return _match(_BY[parts[3]], parse_spec("%s=%s" % (_BY[parts[3]], parts[4]))[1], devices)
+        return find("%s=%s" % (_BY[parts[3]], parts[4]), devices)
     try:
         target = sc.readlink(value)   # /dev/disk/by-id/..., /dev/mapper/..., /dev/root
     except OSError:

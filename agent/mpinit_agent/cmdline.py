@@ -131,6 +131,40 @@ class Options:
         self.md_all = True          # assemble every array (no rd.md.uuid=, no rd.md=0)
         self.lvm_vgs = []           # rd.lvm.vg=, in order
         self.lvm_all = True         # activate every volume group (no rd.lvm.vg=, no rd.lvm=0)
+        self.lvm_lvs = []           # rd.lvm.lv=<vg>/<lv>: activate only these logical volumes
+        self.luks = True            # rd.luks=0: unlock nothing (crypttab and the parameters below ignored)
+        self.luks_uuids = []        # rd.luks.uuid= (lower case, "luks-" dropped): unlock only these (prefixes)
+        self.luks_names = {}        # rd.luks.name=<UUID>=<name>: uuid -> mapping name
+        self.luks_keys = []         # rd.luks.key=: [(keypath, keydev spec or None, luks dev spec or None)]
+        self.luks_options = []      # rd.luks.options=: cryptsetup options for every device (discard, ...)
+        self.luks_timeout = None    # rd.luks.timeout= seconds to wait for a key device before asking, and for
+                                    # each passphrase prompt (0/None: the prompt waits forever)
+        self.cryptdevices = []      # cryptdevice=<dev>:<name>[:<options>] (mkinitcpio): [(dev, name, options)]
+        self.cryptkey = None        # cryptkey= (mkinitcpio): "rootfs:<path>", "<dev>:<fstype>:<path>" or
+                                    # "<dev>:<offset>:<size>"
+        self.persist = None         # persistent overlay asked for by: "live-boot", "casper", "archiso", "dracut",
+                                    # "mpinit"; None = the upper layer is a tmpfs (persist.py)
+        self.persist_labels = []    # volume / image file labels to look for (persistence-label=; casper's two)
+        self.persist_spec = None    # one named volume: cow_device=, cow_label=, rd.overlay=, mpinit.persist=
+        self.persist_dir = None     # directory in the volume (cow_directory=, rd.overlay=<spec>:<path>,
+                                    # mpinit.persist=<spec>:<dir>) or where files are looked for (persistence-path=)
+        self.persist_storage = ["file", "filesystem"]  # persistence-storage= (live-boot's default)
+        self.persist_encryption = ["none"]  # persistence-encryption= none,luks (live-boot's default: none)
+        self.persist_readonly = False  # the persistent layer is a read-only lower layer under a tmpfs upper
+        self.persist_reset = False  # wipe the persistent layer before use
+        self.persist_flags = None   # cow_flags=: mount options of the persistence volume
+        self.url = None             # network boot: the image (or ISO) URL (root=live:http://, fetch=, url=,
+                                    # archiso_http_srv= + archisobasedir's layout); net.py / netfetch.py
+        self.net_ip = []            # ip= values as given (netconf.parse_ip checked them), in order
+        self.bootif = None          # BOOTIF= (PXELINUX's 01-<mac>): the interface to use
+        self.neednet = False        # rd.neednet=1: bring the network up even without a URL
+        self.live_sha256 = None     # rd.live.sha256=<hex>: the fetched image's pinned digest (lower case)
+        self.net_timeout_carrier = None  # rd.net.timeout.carrier= seconds to wait for a link (dracut); None: the
+                                    # medium's deadline rules (rootdelay=, rootwait, config root_wait_s)
+        self.net_timeout_dhcp = None  # rd.net.timeout.dhcp= seconds for a DHCP lease per interface (dracut)
+        self.http_timeout = None    # rd.live.http.timeout= seconds: connect, answer and stall timeout (ours)
+        self.http_retries = None    # rd.live.http.retries= attempts after a failed one without progress (ours)
+        self.capture = []           # rd.mpinit.capture=<target>[@<point>]: [(target, point)] (capture.py)
         self.params = {}            # every word before "--": key -> value (None for a bare word), last wins
 
     def as_dict(self):
@@ -148,7 +182,10 @@ _FIELDS = (
     "root", "live", "live_dir", "live_image", "image_paths", "iso_file", "iso_dev", "toram", "overlay_size",
     "checksum", "rootfstype", "rootflags", "readonly", "init", "init_args", "init_env", "rootwait", "rootdelay",
     "quiet", "debug", "loglevel", "modules", "blacklist", "module_params", "break_at", "shell", "panic",
-    "md_uuids", "md_all", "lvm_vgs", "lvm_all", "params",
+    "md_uuids", "md_all", "lvm_vgs", "lvm_all", "lvm_lvs", "luks", "luks_uuids", "luks_names", "luks_keys",
+    "luks_options", "luks_timeout", "cryptdevices", "cryptkey", "persist", "persist_labels", "persist_spec", "persist_dir",
+    "persist_storage", "persist_encryption", "persist_readonly", "persist_reset", "persist_flags", "url", "net_ip", "bootif", "neednet",
+    "live_sha256", "net_timeout_carrier", "net_timeout_dhcp", "http_timeout", "http_retries", "capture", "params",
 )
 
 # Parameters the kernel itself consumes, so they never reach init (init/main.c obsolete_checksetup(): __setup()
@@ -193,11 +230,16 @@ def _digits(s):
 
 
 def _image_paths(live_dir, live_image, arch_base):
-    """Where a live image may sit on the medium, in the order they are tried: ours (live-boot's layout), dracut's
-    LiveOS/squashfs.img, archiso's <basedir>/x86_64/airootfs.sfs (x86_64: the only architecture we build for)."""
+    """Where a live image may sit on the medium, in the order they are tried: ours (live-boot's layout; with the
+    default name also filesystem.erofs, `mpinit squash --format erofs`), dracut's LiveOS/squashfs.img (squashfs or
+    EROFS: the root stage mounts what the image probes as, as dracut's det_img_fs does), archiso's
+    <basedir>/x86_64/airootfs.sfs and airootfs.erofs (archiso's mount handler takes whichever is there; x86_64:
+    the only architecture we build for)."""
     paths = []
-    for p in (live_dir + "/" + live_image if live_dir else live_image, "LiveOS/squashfs.img",
-              "%s/x86_64/airootfs.sfs" % (arch_base or "arch")):
+    ours = live_dir + "/" + live_image if live_dir else live_image
+    erofs = ours[:-len("squashfs")] + "erofs" if live_image == contract.DEFAULTS["live_image"] else ours
+    base = "%s/x86_64/airootfs" % (arch_base or "arch")
+    for p in (ours, erofs, "LiveOS/squashfs.img", base + ".sfs", base + ".erofs"):
         if p not in paths:
             paths.append(p)
     return paths
@@ -213,6 +255,8 @@ class _State:
         self.live_wanted = False   # boot=live, rd.live.image, liveimg, an ISO file
         self.live_image_flag = False  # rd.live.image / liveimg: root= names the medium (dracut legacy form)
         self.arch_base = None      # archisobasedir=
+        self.net_srv = None        # archiso_http_srv=
+        self.net_url = None        # fetch= / url=
         self.md_on = True
         self.lvm_on = True
         self.modparams = {}        # module -> {param: value}, in order of appearance
@@ -243,6 +287,14 @@ class _State:
         if (lo is not None and n < lo) or (hi is not None and n > hi):
             self.fail(key, val, "expected %s" % what)
         return n
+
+    def choices(self, key, val, allowed):
+        """A comma-separated list of words, each one of `allowed`."""
+        words = self.need(key, val).split(",")
+        for w in words:
+            if w not in allowed:
+                self.fail(key, val, "expected a comma list of %s" % ", ".join(allowed))
+        return words
 
     def names(self, key, val, into):
         """A comma-separated module list, accumulated; "-" and "_" are the same in module names (kmod)."""
@@ -316,7 +368,17 @@ class _State:
             o.live = self.live_spec
         elif self.live_wanted or o.iso_file is not None:
             o.live = ""
+        if o.live is not None and "://" in o.live:
+            o.url = _http_url(self, "root", o.live)     # dracut's root=live:http://host/path
+        elif self.net_url is not None:
+            o.url = self.net_url
+        elif self.net_srv is not None:
+            o.url = "%s/%s/x86_64/airootfs.sfs" % (self.net_srv.rstrip("/"), self.arch_base or "arch")
+        if o.url is not None:
+            o.live = o.url
         o.image_paths = _image_paths(o.live_dir, o.live_image, self.arch_base)
+        if o.persist in _PERSIST_LABELS and not o.persist_labels:
+            o.persist_labels = list(_PERSIST_LABELS[o.persist])
         if not self.md_on:
             o.md_all = False
             o.md_uuids = []
@@ -325,6 +387,7 @@ class _State:
         if not self.lvm_on:
             o.lvm_all = False
             o.lvm_vgs = []
+            o.lvm_lvs = []
         elif o.lvm_vgs:
             o.lvm_all = False
         for mod in self.modorder:
@@ -450,6 +513,103 @@ def _lvm(st, key, val):
     st.lvm_on = st.boolean(key, val)
 
 
+def _lvm_lv(st, key, val):
+    lv = st.need(key, val)
+    if "/" not in lv.strip("/"):
+        st.fail(key, val, "expected <volume group>/<logical volume>")
+    lv = lv.strip("/")
+    if lv not in st.o.lvm_lvs:
+        st.o.lvm_lvs.append(lv)
+    vg = lv.split("/")[0]
+    if vg not in st.o.lvm_vgs:
+        st.o.lvm_vgs.append(vg)  # dracut: rd.lvm.lv= implies its volume group
+
+
+def _luks_uuid_of(st, key, val, text):
+    u = text.strip().lower()
+    if u.startswith("luks-"):
+        u = u[5:]  # dracut accepts the mapping name form luks-<uuid>
+    if not u:
+        st.fail(key, val, "needs a UUID")
+    for c in u:
+        if not ("0" <= c <= "9" or "a" <= c <= "f" or c == "-"):
+            st.fail(key, val, "%r is not a LUKS UUID (hex digits and dashes)" % text)
+    return u
+
+
+def _luks_on(st, key, val):
+    st.o.luks = st.boolean(key, val)
+
+
+def _luks_uuid(st, key, val):
+    u = _luks_uuid_of(st, key, val, st.need(key, val))
+    if u not in st.o.luks_uuids:
+        st.o.luks_uuids.append(u)
+
+
+def _luks_name(st, key, val):
+    # systemd-cryptsetup-generator(8): rd.luks.name=<UUID>=<name>; the device is unlocked (as rd.luks.uuid=).
+    v = st.need(key, val)
+    i = v.find("=")
+    if i <= 0 or i == len(v) - 1 or "/" in v[i + 1:]:
+        st.fail(key, val, "expected <UUID>=<name>")
+    u = _luks_uuid_of(st, key, val, v[:i])
+    st.o.luks_names[u] = v[i + 1:]
+    if u not in st.o.luks_uuids:
+        st.o.luks_uuids.append(u)
+
+
+def _luks_key(st, key, val):
+    # dracut.cmdline(7): rd.luks.key=<keypath>[:<keydev>[:<luksdev>]]; systemd's <UUID>=<keypath>[:<keydev>] too.
+    v = st.need(key, val)
+    luksdev = None
+    i = v.find("=")
+    if i > 0 and not v.startswith("/") and v[:i].upper() not in ("UUID", "LABEL", "PARTUUID", "PARTLABEL"):
+        luksdev = "UUID=" + _luks_uuid_of(st, key, val, v[:i])
+        v = v[i + 1:]
+    parts = v.split(":")
+    if len(parts) > 3 or not parts[0].startswith("/"):
+        st.fail(key, val, "expected <keypath>[:<keydev>[:<luksdev>]] with an absolute keypath")
+    keydev = parts[1] if len(parts) > 1 and parts[1] else None
+    if len(parts) > 2 and parts[2]:
+        luksdev = parts[2]
+    st.o.luks_keys.append((parts[0], keydev, luksdev))
+
+
+def _luks_options(st, key, val):
+    for opt in st.need(key, val).split(","):
+        opt = opt.strip()
+        if opt and opt not in st.o.luks_options:
+            st.o.luks_options.append(opt)
+
+
+def _luks_timeout(st, key, val):
+    v = st.need(key, val)
+    if v.endswith("s"):
+        v = v[:-1]  # systemd time span: "30s" (other units are not taken)
+    st.o.luks_timeout = st.integer(key, v, 0, None, "a whole number of seconds")
+
+
+def _cryptdevice(st, key, val):
+    # mkinitcpio's encrypt hook: cryptdevice=<device>:<dmname>[:<options>], options e.g. allow-discards.
+    v = st.need(key, val)
+    parts = v.split(":")
+    if len(parts) < 2 or not parts[0] or not parts[1] or "/" in parts[1]:
+        st.fail(key, val, "expected <device>:<name>[:allow-discards]")
+    opts = []
+    for o in ":".join(parts[2:]).split(","):
+        if o:
+            opts.append(o)
+    st.o.cryptdevices.append((parts[0], parts[1], opts))
+
+
+def _cryptkey(st, key, val):
+    v = st.need(key, val)
+    if not v.startswith("rootfs:") and v.count(":") != 2:
+        st.fail(key, val, "expected rootfs:<path>, <device>:<fstype>:<path> or <device>:<offset>:<size>")
+    st.o.cryptkey = v
+
+
 def _live_image_flag(st, key, val):
     st.live_image_flag = st.boolean(key, val)
     st.live_wanted = st.live_image_flag
@@ -532,8 +692,203 @@ def _cow_spacesize(st, key, val):
     st.o.overlay_size = v
 
 
+# Persistence (persist.py acts on these). The last word of the line wins, so the command line overrides the
+# baked-in default cmdline: `persistence` there and `nopersistence` here means none.
+_PERSIST_LABELS = {"live-boot": ("persistence",), "casper": ("writable", "casper-rw")}
+_STORAGE = ("file", "filesystem", "directory")
+_ENCRYPTION = ("none", "luks")  # live-boot(7) persistence-encryption=
+
+
+def _persist_on(st, key, val):
+    # live-boot(7) `persistence`, casper(7) `persistent`: bare words.
+    if val is not None:
+        st.fail(key, val, "takes no value")
+    st.o.persist = "live-boot" if key == "persistence" else "casper"
+
+
+def _persist_off(st, key, val):
+    st.o.persist = None
+
+
+def _persist_labels(st, key, val):
+    labels = []
+    for name in st.need(key, val).split(","):
+        if name.strip():
+            labels.append(name.strip())
+    if not labels:
+        st.fail(key, val, "expected one or more labels separated by commas")
+    st.o.persist_labels = labels
+
+
+def _persist_path(st, key, val):
+    v = st.need(key, val)
+    if ".." in v.split("/"):
+        st.fail(key, val, "no .. components")
+    st.o.persist_dir = "/" + v.strip("/")
+
+
+def _persist_storage(st, key, val):
+    st.o.persist_storage = st.choices(key, val, _STORAGE)
+
+
+def _persist_encryption(st, key, val):
+    # live-boot(7): which encryption persistence media may use; "none" must be listed for plain ones to count.
+    st.o.persist_encryption = st.choices(key, val, _ENCRYPTION)
+
+
+def _persist_readonly(st, key, val):
+    st.o.persist_readonly = st.boolean(key, val)
+
+
+def _persist_reset(st, key, val):
+    st.o.persist_reset = st.boolean(key, val)
+
+
+def _cow_label(st, key, val):
+    st.o.persist = "archiso"
+    st.o.persist_spec = "LABEL=" + st.need(key, val)
+
+
+def _cow_device(st, key, val):
+    st.o.persist = "archiso"
+    st.o.persist_spec = _device_spec(st, key, st.need(key, val))
+
+
+def _device_spec(st, key, spec):
+    try:
+        from .blockdev import parse_spec
+
+        parse_spec(spec)
+    except ValueError as e:
+        st.fail(key, spec, str(e))
+    return spec
+
+
+def _cow_directory(st, key, val):
+    _persist_path(st, key, val)
+
+
+def _cow_flags(st, key, val):
+    st.o.persist_flags = st.need(key, val)
+
+
+def _overlay_spec(st, key, val):
+    # dracut.cmdline(7): rd.overlay=<devspec>[:<path>] (rd.live.overlay= before dracut-ng). A boolean value is
+    # dracut-ng's other meaning (an OverlayFS root at all), which a live boot always has; "none" means no
+    # persistent overlay.
+    family = "mpinit" if key == "mpinit.persist" else "dracut"
+    if val == "none" or (family == "mpinit" and val in _FALSE):
+        st.o.persist = None
+        return
+    if val is None or val in _TRUE or val in _FALSE:
+        if family == "mpinit":
+            st.fail(key, val, "expected a volume (LABEL=, UUID=, PARTUUID=, /dev/...) or a file path, or off")
+        return
+    i = val.find(":/")
+    spec, path = (val[:i], val[i + 1:]) if i > 0 else (val, None)
+    if not (spec.startswith("/") and not spec.startswith("/dev/")):
+        spec = _device_spec(st, key, spec)
+    if path is not None:
+        _persist_path(st, key, path)
+    else:
+        st.o.persist_dir = None
+    st.o.persist = family
+    st.o.persist_spec = spec
+
+
+def _capture(st, key, val):
+    # rd.mpinit.capture=<target>[@<point>]: target "console" or a device spec (the filesystem to write to); point
+    # a stage (before it, as rd.break= names them) or "failure" (the default). A label holding "@" is written \x40.
+    val = st.need(key, val)
+    target, point = val, "failure"
+    i = val.rfind("@")
+    if i >= 0:
+        target, point = val[:i], val[i + 1:]
+        point = _BREAK_ALIASES.get(point, point)
+        if point != "failure" and point not in contract.STAGES:
+            st.fail(key, val, "unknown capture point %r (points: failure, %s)" % (point, ", ".join(contract.STAGES)))
+    if target != "console":
+        _device_spec(st, key, target)
+    if (target, point) not in st.o.capture:
+        st.o.capture.append((target, point))
+
+
 def _checksum(st, key, val):
     st.o.checksum = st.boolean(key, val)
+
+
+# --- network boot (net.py, netfetch.py; the syntax checks live in netconf.py, imported only when these appear) ---
+
+def _net_check(st, key, val, fn):
+    from . import netconf
+
+    try:
+        return fn(val)
+    except netconf.NetError as e:
+        st.fail(key, val, str(e))
+
+
+def _ip(st, key, val):
+    # The kernel's nfsroot.rst syntax (netconf.parse_ip); several ip= are kept in order, the first not "off" wins.
+    from . import netconf
+
+    _net_check(st, key, val, netconf.parse_ip)
+    st.o.net_ip.append(val)
+
+
+def _bootif(st, key, val):
+    from . import netconf
+
+    _net_check(st, key, val, netconf.parse_bootif)
+    st.o.bootif = val
+
+
+def _neednet(st, key, val):
+    st.o.neednet = st.boolean(key, val)
+
+
+def _http_url(st, key, val):
+    from . import netconf
+
+    _net_check(st, key, st.need(key, val), netconf.parse_url)
+    return val
+
+
+def _archiso_http_srv(st, key, val):
+    # archiso's archiso_pxe_http hook: ${archiso_http_srv}${archisobasedir}/x86_64/airootfs.sfs.
+    st.net_srv = _http_url(st, key, val)
+
+
+def _fetch(st, key, val):
+    # live-boot(7) fetch=URL (its squashfs), casper's url= (an ISO; netfetch.py opens ISOs by their probe).
+    st.net_url = _http_url(st, key, val)
+
+
+def _live_sha256(st, key, val):
+    v = st.need(key, val).lower()
+    if len(v) != 64 or not all(c in "0123456789abcdef" for c in v):
+        st.fail(key, val, "expected a SHA-256 digest: 64 hex digits")
+    st.o.live_sha256 = v
+
+
+def _net_timeout_carrier(st, key, val):
+    # dracut's net-lib.sh wait_for_carrier(): 0 looks once without waiting.
+    st.o.net_timeout_carrier = st.integer(key, val, 0, None, "a whole number of seconds")
+
+
+def _net_timeout_dhcp(st, key, val):
+    # dracut passes it to dhclient as -timeout: how long one interface may take to get a lease.
+    st.o.net_timeout_dhcp = st.integer(key, val, 1, None, "a whole number of seconds, at least 1")
+
+
+def _http_timeout(st, key, val):
+    # Ours: dracut's livenet (url-lib.sh runs curl with a fixed --retry 3), live-boot's fetch= (wget) and archiso
+    # (curl) have no such parameter.
+    st.o.http_timeout = st.integer(key, val, 1, None, "a whole number of seconds, at least 1")
+
+
+def _http_retries(st, key, val):
+    st.o.http_retries = st.integer(key, val, 0, 100, "a number of retries from 0 to 100")
 
 
 _HANDLER_LIST = {
@@ -542,8 +897,11 @@ _HANDLER_LIST = {
     "loglevel": _loglevel,
     "modules": _modules, "rd.driver.pre": _modules,
     "module_blacklist": _blacklist, "rd.driver.blacklist": _blacklist, "modprobe.blacklist": _blacklist,
-    "rd.break": _break, "rd.shell": _shell, "panic": _panic,
-    "rd.md.uuid": _md_uuid, "rd.md": _md, "rd.lvm.vg": _lvm_vg, "rd.lvm": _lvm,
+    "rd.break": _break, "rd.shell": _shell, "panic": _panic, "rd.mpinit.capture": _capture,
+    "rd.md.uuid": _md_uuid, "rd.md": _md, "rd.lvm.vg": _lvm_vg, "rd.lvm": _lvm, "rd.lvm.lv": _lvm_lv,
+    "rd.luks": _luks_on, "rd.luks.uuid": _luks_uuid, "rd.luks.name": _luks_name, "rd.luks.key": _luks_key,
+    "rd.luks.options": _luks_options, "rd.luks.timeout": _luks_timeout, "cryptdevice": _cryptdevice,
+    "cryptkey": _cryptkey,
     "rd.live.image": _live_image_flag, "liveimg": _live_image_flag, "boot": _boot,
     "archisolabel": _archisolabel, "archisodevice": _live_device, "live-media": _live_device,
     "rd.live.dir": _live_dir, "live-media-path": _live_dir, "archisobasedir": _archisobasedir,
@@ -552,6 +910,19 @@ _HANDLER_LIST = {
     "rd.live.ram": _live_ram, "toram": _toram, "copytoram": _copytoram,
     "rd.live.overlay.size": _overlay_mib, "cow_spacesize": _cow_spacesize,
     "checksum": _checksum, "rd.live.check": _checksum, "verify-checksums": _checksum,
+    "ip": _ip, "BOOTIF": _bootif, "rd.neednet": _neednet, "archiso_http_srv": _archiso_http_srv, "fetch": _fetch,
+    "url": _fetch, "rd.live.sha256": _live_sha256, "rd.net.timeout.carrier": _net_timeout_carrier,
+    "rd.net.timeout.dhcp": _net_timeout_dhcp, "rd.live.http.timeout": _http_timeout,
+    "rd.live.http.retries": _http_retries,
+    "persistence": _persist_on, "persistent": _persist_on, "nopersistence": _persist_off,
+    "nopersistent": _persist_off, "persistence-label": _persist_labels, "persistence-path": _persist_path,
+    "persistent-path": _persist_path, "persistence-storage": _persist_storage,
+    "persistence-encryption": _persist_encryption,
+    "persistence-read-only": _persist_readonly, "cow_label": _cow_label, "cow_device": _cow_device,
+    "cow_directory": _cow_directory, "cow_flags": _cow_flags, "rd.overlay": _overlay_spec,
+    "rd.live.overlay": _overlay_spec, "mpinit.persist": _overlay_spec, "rd.overlay.readonly": _persist_readonly,
+    "rd.live.overlay.readonly": _persist_readonly, "rd.overlay.reset": _persist_reset,
+    "rd.live.overlay.reset": _persist_reset,
 }
 _HANDLERS = {}
 for _k in _HANDLER_LIST:

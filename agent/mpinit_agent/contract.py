@@ -11,21 +11,30 @@ MODULES_DIR = "/lib/modules"                      # <kver>/kernel/... .ko files,
 FIRMWARE_DIR = "/lib/firmware"
 KEYMAP_PATH = "/etc/mpinit/keymap.bmap"           # busybox `loadkmap` binary keymap
 HOOKS_DIR = "/etc/mpinit/hooks"                   # *.py run at hook points (hooks.py documents them)
+CRYPTTAB_PATH = "/etc/crypttab"                   # `mpinit pack --crypttab FILE`: LUKS devices to unlock (crypttab.py)
 INITRD_RELEASE = "/etc/initrd-release"            # systemd's marker that this is an initrd (os-release format)
 
 # Run-time state, under /run so that it survives the move into the new root (see handoff).
 RUN_DIR = "/run/mpinit"
 TIMELINE_PATH = "/run/mpinit/timeline.json"       # [{"stage", "start_ms", "duration_ms", "result"}, ...]
 MEDIUM_MOUNT = "/run/initramfs/live"              # the live medium, read-only (dracut's path, kept for tools)
+SHUTDOWN_PATH = "/run/initramfs/shutdown"         # the exitrd systemd-shutdown runs at the end (shutdown.py)
 ISO_MOUNT = "/run/mpinit/iso"                     # an ISO file's filesystem, when the image sits inside one
 TORAM_MOUNT = "/run/mpinit/toram"                 # tmpfs holding the image copied to RAM
 IMAGE_MOUNT = "/run/mpinit/rootfsbase"            # the squashfs (overlay lower layer)
+ROOTFS_IMG_MOUNT = "/run/mpinit/rootfsimg"          # dracut's LiveOS/rootfs.img inside the image, when present
 COW_MOUNT = "/run/mpinit/cow"                     # tmpfs holding overlay upper/ and work/
+NET_DIR = "/run/mpinit/net"                       # network boot: <ifname>.json per configured interface (net.py)
+NET_RESOLV_CONF = "/run/mpinit/net/resolv.conf"   # network boot: the DNS servers, resolv.conf(5) format
+PERSIST_MOUNT = "/run/mpinit/persist"             # the persistence volume (a partition or a loop-mounted file)
+PERSIST_HOST = "/run/mpinit/persist-host"         # a filesystem holding a persistence file/directory (not the medium)
+PERSIST_CONF = "persistence.conf"                 # live-boot's list of persistent paths, in the volume's root
 NEW_ROOT = "/sysroot"                             # where the new root is assembled before the hand-off
 
 # The boot stages, in order (main.py runs them; rd.break=<stage> and hooks name them; cmdline.py maps dracut's
 # break-point names onto these).
-STAGES = ("early", "cmdline", "modules", "devices", "medium", "toram", "root", "handoff")
+STAGES = ("early", "cmdline", "modules", "devices", "network", "medium", "toram", "persistence", "root",
+          "handoff")
 
 # Directories that every image holds (pack creates them; the agent mounts on them).
 IMAGE_DIRS = ("/dev", "/proc", "/sys", "/run", "/tmp", "/sysroot", "/etc/mpinit", "/lib/modules", "/lib/firmware")

@@ -151,7 +151,9 @@ def setup_console(path="/dev/console"):
 
     Without a console (e.g. console=null) the boot goes on: the kernel log still works."""
     try:
-        fd = sc.open(path, sc.O_RDWR | sc.O_NOCTTY)
+        # O_CLOEXEC on the opened fd only: dup2() below gives 0-2 without it (dup2(2)), so programs inherit the
+        # console as stdin/out/err and nothing else, even if the close below fails.
+        fd = sc.open(path, sc.O_RDWR | sc.O_NOCTTY | sc.O_CLOEXEC)
     except OSError as e:
         log.warning("early: no console at %s: %s" % (path, oserror_text(e)))
         return False

@@ -13,6 +13,7 @@ class BootError(Exception):
         self.param = param
         self.tried = list(tried or ())
         self.seen = list(seen or ())
+        self.kernel = []    # the kernel's log lines since the stage started (kernlog.add_to), shown under "seen"
 
     def lines(self):
         out = ["mpinit: boot failed in stage '%s': %s" % (self.stage, self.message)]
@@ -22,10 +23,15 @@ class BootError(Exception):
             out.append("  tried:")
             for t in self.tried:
                 out.append("    " + t)
-        if self.seen:
+        kernel = getattr(self, "kernel", None)
+        if self.seen or kernel:
             out.append("  seen:")
             for s in self.seen:
                 out.append("    " + s)
+        if kernel:
+            out.append("    the kernel's log since the stage started:")
+            for s in kernel:
+                out.append("      " + s)
         return out
 
     def __str__(self):

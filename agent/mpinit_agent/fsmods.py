@@ -20,6 +20,15 @@ def known(fstype, path="/proc/filesystems"):
     return False
 
 
+def mount_type(fstype, path="/proc/filesystems"):
+    """The type to give mount(2) for a probed TYPE. blkid's "ntfs" is served by the ntfs3 driver (fs/ntfs3, in the
+    kernel since 5.15), which registers "ntfs3"; only kernels without the old ntfs driver (6.9+) also register
+    "ntfs" for it (fs/ntfs3/super.c). So "ntfs" stays "ntfs" only when the running kernel has that type."""
+    if fstype == "ntfs" and not known("ntfs", path):
+        return "ntfs3"
+    return fstype
+
+
 def _modules(ctx):
     m = getattr(ctx, "modules", None)
     if m is None:

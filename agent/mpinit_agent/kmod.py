@@ -28,7 +28,9 @@
 #
 # THE INTERFACE (main.py and the rescue REPL call these):
 #
-#   m = Modules(table_path=contract.MODULES_TABLE_PATH)   nothing read yet
+#   m = Modules(table_path=contract.MODULES_TABLE_PATH, timeline=None)   nothing read yet; timeline: a list that
+#                                        gets one {"module", "start_ms", "duration_ms", "result"} per
+#                                        finit_module(2) call (the boot's timeline, main.Context.timeline)
 #   m.blacklist(names)                   module_blacklist= / rd.driver.blacklist= / config "blacklist": these
 #                                        modules are never loaded, not even as a dependency (the kernel's
 #                                        module_blacklist= refuses them too); a module that hard-depends on one
@@ -39,13 +41,36 @@
 #                                        params_by_module: {name: "p=v p2=v2"} from the cmdline's mod.param=v;
 #                                        kept for later loads (dependencies, coldplug) too
 #   m.coldplug(sys_devices="/sys/devices") -> [names loaded]
-#                                        reads every device's modalias (device_modaliases(), or the walk of
-#                                        /sys/devices without /sys/bus) and loads the matching shipped modules,
-#                                        pass after pass while a pass loaded something; call it again later for
-#                                        devices that appear late (a modalias already seen is not matched again)
+#                                        the first call reads every device's modalias (device_modaliases(), or the
+#                                        walk of /sys/devices without /sys/bus) and loads the matching shipped
+#                                        modules, the storage chain first (_rank()); later calls, and the rest of
+#                                        the first, load what the kernel's uevents announce (uevent.Listener: a
+#                                        driver's probe adds children, a disk appears late), so nothing is
+#                                        re-read from sysfs. Without a uevent socket (or after the kernel dropped
+#                                        events) every call re-reads sysfs, pass after pass while a pass loaded
+#                                        something (a modalias already seen is not matched again).
+#                                        Listening, drivers loaded this way get async_probe=1 (_async_ok()):
+#                                        finit_module(2) returns without waiting for their probes
+#                                        (kernel/module/main.c do_init_module() skips async_synchronize_full();
+#                                        drivers/base/dd.c driver_allows_async_probing()), which then run while
+#                                        we go on; the devices they bring are announced by uevents. Not for
+#                                        drivers that name disks in probe order (vda/vdb, nvme0/nvme1, sda/sdb
+#                                        behind AHCI/SAS): probed asynchronously, two of them could swap names.
+#   m.start(names)                       queue modules (names or aliases, e.g. fs-squashfs) that a later stage
+#                                        will need; wait_event() loads them while the boot waits for a device, so
+#                                        their loading overlaps the disk's probe. Names the image lacks are
+#                                        dropped quietly (a built-in driver, or a stage that will not need them)
+#   m.wait_event(timeout_ms) -> bool     load the queued modules first (stopping as soon as a uevent is ready),
+#                                        then sleep until a uevent is ready (True) or the timeout passed: the
+#                                        devices stage's wait between scans
 #   m.match(modalias) -> [names]         the shipped modules whose aliases match (blacklisted ones left out)
 #   m.loaded                             names loaded by us, in order (built-in ones not included)
 #   m.failed                             [(name, error str)], in order
+#   m.absent                             [name]: coldplug loads whose init said ENODEV ("no such device": e.g.
+#                                        aesni_intel on a CPU without AES-NI, arch/x86/crypto/aesni-intel_glue.c
+#                                        aesni_init() -> -ENODEV); a device's modalias matched but the module has
+#                                        nothing to drive, so it is not a failure (modprobe -b from udev ignores it
+#                                        the same way). Asked for by name, ENODEV is a failure.
 #   m.available()                        names in the table (for the REPL's lsmod/modprobe)
 #   m.kver                               the table's kernel release (after the first call that reads the table)
 #
@@ -64,10 +89,11 @@ import os
 
 from micropython import const
 
-from . import contract, fsutil, log
+from . import contract, fsutil, kernlog, log
 from . import syscalls as sc
 
 _EEXIST = const(17)     # include/uapi/asm-generic/errno-base.h
+_ENODEV = const(19)
 _S_IFMT = const(0o170000)
 _S_IFDIR = const(0o040000)
 _S_IFREG = const(0o100000)
@@ -270,11 +296,50 @@ def modaliases(root="/sys/devices"):
 
 # ---- the table and the loader -------------------------------------------------------------------------------
 
+def _rank(alias):
+    """Coldplug order: the storage chain first, so its probes (the disk's, mostly waiting on I/O) overlap the
+    rest of the loads: PCI mass-storage controllers (class 01, include/linux/pci_ids.h PCI_BASE_CLASS_STORAGE), the
+    virtio bus (virtio_pci's children), SCSI, USB, other PCI devices, then the rest (CPU features, ACPI, platform
+    devices)."""
+    if alias.startswith("pci:"):
+        return 0 if "bc01sc" in alias else 2
+    if alias.startswith("virtio:") or alias.startswith("scsi:"):
+        return 0
+    if alias.startswith("usb:"):
+        return 1
+    return 3
+
+
+def _async_ok(alias):
+    """May the driver matched by this modalias probe asynchronously? Not when the order of its probes names disks:
+    the virtio transport (PCI vendor 0x1af4, virtio_pci numbers virtioN in probe order) and virtio disks and SCSI
+    (virtio_blk's vdX come from an index taken in its probe, drivers/block/virtio_blk.c), PCI mass storage (class
+    01) other than IDE (subclass 01: ata_piix and friends, one legacy controller per machine), SCSI devices, MMC
+    and NVMe. Everything else (IDE, USB host controllers, CPU features, platform devices) may: its devices are
+    found by what they are, not by their number."""
+    if alias.startswith("virtio:") or alias.startswith("scsi:") or alias.startswith("mmc:") \
+            or alias.startswith("nvme"):
+        return False
+    if alias.startswith("pci:"):
+        if alias.startswith("pci:v00001AF4"):
+            return False
+        i = alias.find("bc01sc")
+        if i >= 0 and alias[i + 6:i + 8] != "01":
+            return False
+    return True
+
+
 class Modules:
-    def __init__(self, table_path=contract.MODULES_TABLE_PATH):
+    def __init__(self, table_path=contract.MODULES_TABLE_PATH, timeline=None):
         self.table_path = table_path
+        self.timeline = timeline if timeline is not None else []
         self.loaded = []
         self.failed = []
+        self.absent = []
+        self._events = None     # uevent.Listener once coldplug() has run (None: not tried, False: unavailable)
+        self._queue = []        # start(): names to load while waiting
+        self._scanned = False
+        self.kernel_said = {}       # module -> the kernel's last log lines from its failed finit_module(2)
         self.params = {}
         self._blocked = set()
         self._state = {}
@@ -355,7 +420,7 @@ class Modules:
                 ok = False
         return ok
 
-    def _load(self, name, extra=None):
+    def _load(self, name, extra=None, coldplug=False, async_probe=False):
         st = self._state.get(name)
         if st is not None:
             return st == _DONE or st == _LOADING  # done, or a softdep cycle back to a module being loaded
@@ -375,16 +440,34 @@ class Modules:
             if not self._load(dep):
                 return self._fail(name, "dependency %s not loaded" % dep)
         params = self._params_for(name, extra)
+        if async_probe and self._events and "async_probe" not in params:
+            params = (params + " async_probe=1") if params else "async_probe=1"
+        pos = kernlog.step()
+        start = sc.uptime_ms()
+        result = "loaded"
         try:
             sc.load_module(row[1], params)
         except OSError as e:
             err = e.args[0] if e.args else 0
-            if err != _EEXIST:
+            if err == _EEXIST:
+                result = "already loaded"
+            else:
                 try:
                     what = sc.strerror(err)
                 except Exception:
                     what = "errno %s" % err
+                if err == _ENODEV and coldplug:
+                    self._record(name, start, "no device (%s)" % what)
+                    self._state[name] = "absent"
+                    self.absent.append(name)
+                    log.debug("module %s: %s (nothing for it to drive)" % (name, what))
+                    return False
+                self._record(name, start, "failed: %s" % what)
+                said = kernlog.after(pos)
+                if said:  # e.g. "virtio_blk: disagrees about version of symbol module_layout"
+                    self.kernel_said[name] = said
                 return self._fail(name, "%s: %s" % (row[1], what))
+        self._record(name, start, result)
         self._state[name] = _DONE
         self.loaded.append(name)
         log.debug("loaded %s%s" % (name, (" " + params) if params else ""))
@@ -392,6 +475,10 @@ class Modules:
             if normalize(post) not in self._blocked:
                 self._load(post)
         return True
+
+    def _record(self, name, start, result):
+        self.timeline.append({"module": name, "start_ms": start, "duration_ms": sc.uptime_ms() - start,
+                              "result": result})
 
     def load_many(self, names, params_by_module=None):
         self._table()
@@ -426,26 +513,78 @@ class Modules:
         return out
 
     def coldplug(self, sys_devices="/sys/devices"):
-        """Load the modules matching every device's modalias; passes repeat while a pass loaded something,
-        because a driver that binds creates its children at once (virtio_pci's probe registers the virtio
-        devices that virtio_blk serves), so a storage chain is complete when this returns."""
+        """Load the modules matching the devices' modaliases (see the interface above). Returns the names loaded
+        by this call."""
         self._table()
         start = len(self.loaded)
         if not self._aliases:
             return []
-        sysfs = sys_devices[:-len("/devices")] if sys_devices.endswith("/devices") else None
+        if self._events is None:
+            from . import uevent
+
+            ev = uevent.Listener()
+            # Opened before the first scan: a device added between the scan and the first read is in the queue.
+            self._events = ev if ev.open() else False
+        if not self._events:
+            while self._scan(sys_devices):  # passes while drivers bring new devices
+                pass
+            return self.loaded[start:]
+        if not self._scanned or self._events.overflow:
+            self._events.overflow = False
+            self._scanned = True
+            self._scan(sys_devices)
         while True:
-            before = len(self.loaded)
-            found = device_modaliases(sysfs) if sysfs is not None else None
-            if found is None:
-                found = modaliases(sys_devices)
-            for dev, alias in found:
-                if alias in self._seen:
-                    continue
-                self._seen.add(alias)
-                for name in self.match(alias):
-                    if self._state.get(name) is None:
-                        log.debug("coldplug: %s (%s) -> %s" % (alias, dev, name))
-                    self._load(name)
-            if len(self.loaded) == before:
-                return self.loaded[start:]
+            events = self._events.read()
+            if not events:
+                break
+            for e in events:
+                alias = e.get("MODALIAS")
+                if alias and e.get("ACTION") == "add":
+                    self._plug("/sys" + e.get("DEVPATH", ""), alias)
+            if self._events.overflow:
+                self._events.overflow = False
+                self._scan(sys_devices)
+        return self.loaded[start:]
+
+    def start(self, names):
+        self._table()
+        for name in names:
+            n = normalize(name)
+            if n in self._mods or n in self._builtin or self._match(name, False):
+                self._queue.append(name)
+
+    def wait_event(self, timeout_ms):
+        """Load what start() queued (a ready uevent interrupts: True), then wait until a uevent is ready (True) or
+        timeout_ms passed (False); a plain sleep without a listener."""
+        t0 = sc.uptime_ms()
+        while self._queue:
+            if self._events and self._events.wait(0):
+                return True
+            self._load_named(self._queue.pop(0))
+        timeout_ms = max(0, timeout_ms - (sc.uptime_ms() - t0))
+        if self._events:
+            return self._events.wait(timeout_ms)
+        sc.sleep_ms(timeout_ms)
+        return False
+
+    def _scan(self, sys_devices):
+        """One pass over every device's modalias, storage chain first; True when it loaded something."""
+        before = len(self.loaded)
+        sysfs = sys_devices[:-len("/devices")] if sys_devices.endswith("/devices") else None
+        found = device_modaliases(sysfs) if sysfs is not None else None
+        if found is None:
+            found = modaliases(sys_devices)
+        found = [(_rank(alias), i, dev, alias) for i, (dev, alias) in enumerate(found)]
+        found.sort()
+        for _, _, dev, alias in found:
+            self._plug(dev, alias)
+        return len(self.loaded) != before
+
+    def _plug(self, dev, alias):
+        if alias in self._seen:
+            return
+        self._seen.add(alias)
+        for name in self.match(alias):
+            if self._state.get(name) is None:
+                log.debug("coldplug: %s (%s) -> %s" % (alias, dev, name))
+            self._load(name, coldplug=True, async_probe=_async_ok(alias))

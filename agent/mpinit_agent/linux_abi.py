@@ -1,6 +1,27 @@
 # Linux x86-64/arm64 ABI values for CPython, where the native module `_linux` (which exports them straight from
 # the kernel headers) does not exist. Not frozen into /init. tests/test_linux_abi.py checks every value here
 # against the native module built from the headers, so a wrong number here fails a test instead of a boot.
+# Values are the same on both architectures except those in _BY_MACHINE (set for the machine CPython runs on);
+# tests/test_arm64.py checks _arch_values("aarch64") against the arm64 binary.
+
+import os as _os
+
+# Where the architectures differ: arm64's arch/arm64/include/uapi/asm/fcntl.h moves these three; x86-64 takes
+# include/uapi/asm-generic/fcntl.h's.
+_BY_MACHINE = {
+    "x86_64": {"O_DIRECTORY": 0o200000, "O_NOFOLLOW": 0o400000, "O_DIRECT": 0o40000},
+    "aarch64": {"O_DIRECTORY": 0o40000, "O_NOFOLLOW": 0o100000, "O_DIRECT": 0o200000},
+}
+
+
+def _arch_values(machine):
+    """{name: value} of every constant here as on `machine` (uname -m: x86_64, aarch64)."""
+    out = dict((k, v) for k, v in globals().items() if k.isupper() and not k.startswith("_") and type(v) is int)
+    out.update(_BY_MACHINE[machine])
+    return out
+
+
+_MACHINE = _os.uname().machine if _os.uname().machine in _BY_MACHINE else "x86_64"
 
 # <linux/mount.h>
 MS_RDONLY = 1
@@ -52,9 +73,14 @@ O_NOCTTY = 0o400
 O_TRUNC = 0o1000
 O_APPEND = 0o2000
 O_NONBLOCK = 0o4000
-O_DIRECTORY = 0o200000
-O_NOFOLLOW = 0o400000
+O_DIRECTORY = _BY_MACHINE[_MACHINE]["O_DIRECTORY"]
+O_NOFOLLOW = _BY_MACHINE[_MACHINE]["O_NOFOLLOW"]
+O_DIRECT = _BY_MACHINE[_MACHINE]["O_DIRECT"]
 O_CLOEXEC = 0o2000000
+# <unistd.h> lseek(2) whence
+SEEK_SET = 0
+SEEK_CUR = 1
+SEEK_END = 2
 F_OK = 0
 X_OK = 1
 W_OK = 2
@@ -81,6 +107,12 @@ KDGKBENT = 0x4B46
 KDSKBENT = 0x4B47
 TIOCSCTTY = 0x540E
 
+# <asm-generic/ioctls.h> TCGETS/TCSETS, <asm-generic/termbits.h> c_lflag bits
+TCGETS = 0x5401
+TCSETS = 0x5402
+ECHO = 0o10
+ICANON = 0o2
+
 # <linux/magic.h> (statfs f_type)
 RAMFS_MAGIC = 0x858458F6
 TMPFS_MAGIC = 0x01021994
@@ -91,6 +123,31 @@ OVERLAYFS_SUPER_MAGIC = 0x794C7630
 EXT4_SUPER_MAGIC = 0xEF53
 MSDOS_SUPER_MAGIC = 0x4D44
 ISOFS_SUPER_MAGIC = 0x9660
+
+# <sys/socket.h>, <netinet/in.h>, <poll.h>, <net/if.h> (sockets and interface flags, agent/native/netsys.c)
+AF_INET = 2
+SOCK_STREAM = 1
+SOCK_DGRAM = 2
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+SOL_SOCKET = 1
+SO_BROADCAST = 6
+SO_REUSEADDR = 2
+SO_BINDTODEVICE = 25
+SO_RCVBUF = 8
+SO_RCVLOWAT = 18
+POLLIN = 1
+POLLOUT = 4
+POLLERR = 8
+POLLHUP = 16
+IFF_UP = 0x1
+IFF_BROADCAST = 0x2
+IFF_LOOPBACK = 0x8
+IFF_RUNNING = 0x40
+# <linux/netlink.h>, <sys/socket.h>: the kernel's uevent socket (kmod.py's Uevents)
+AF_NETLINK = 16
+NETLINK_KOBJECT_UEVENT = 15
+SOCK_NONBLOCK = 0o4000
 
 # <signal.h>, <sys/wait.h>
 SIGHUP = 1
@@ -138,3 +195,12 @@ EOPNOTSUPP = 95
 ETIMEDOUT = 110
 ENOKEY = 126
 EKEYREJECTED = 129
+EPIPE = 32
+EADDRINUSE = 98
+ENETDOWN = 100
+ENETUNREACH = 101
+ECONNABORTED = 103
+ECONNRESET = 104
+ECONNREFUSED = 111
+EHOSTUNREACH = 113
+EINPROGRESS = 115

@@ -2,19 +2,22 @@
 #
 #   start()  refuses unless PID 1, then boot(); whatever happens, PID 1 does not return into a kernel panic:
 #            every failure goes to rescue.fail() (report, REPL or timed reboot).
-#   boot()   early -> cmdline -> modules -> devices -> medium -> toram -> root -> handoff. Each stage: rd.break
-#            REPL before it, hooks before_<stage>/after_<stage>, "mpinit: <stage>: ..." lines in /dev/kmsg, a
-#            timeline entry {stage, start_ms, duration_ms, result}; a failure retries the stage after resume().
+#   boot()   early -> cmdline -> modules -> devices -> network -> medium -> toram -> persistence -> root ->
+#            handoff. Each stage: rd.break REPL before it, hooks before_<stage>/after_<stage>, "mpinit: <stage>:
+#            ..." lines in /dev/kmsg, a timeline entry {stage, start_ms, duration_ms, result}; a failure retries the
+#            stage after resume().
 #
 # The stage bodies live in their modules (early.py, medium.py, toram.py, root.py, handoff.py); cmdline, modules
 # and devices are short and sit here. docs/agent.md is the stage-by-stage reference.
 from micropython import const
 
-from . import contract, fsutil, log
+from . import contract, fsutil, kernlog, log
 from . import syscalls as sc
 from .failure import BootError, oserror_text
 
 _POLL_MS = const(100)   # device wait: how often /sys/class/block is looked at again
+# What a live boot's root stage mounts with (root.py): loaded during the device wait instead of after it.
+_LIVE_MODULES = ("fs-squashfs", "fs-overlay", "loop")
 
 
 class Stopped(Exception):
@@ -51,6 +54,7 @@ class Context:
         self.handoff_step = 0       # handoff: irreversible steps done (resume() continues after them)
         self.wait_started = None    # uptime_ms when the devices stage began waiting (the medium stage goes on
                                     # with the rest of the same deadline instead of a second full one)
+        self.net = None             # network boot: the net.Config the network stage applied
 
     def record(self, stage, start, result):
         self.timeline.append({"stage": stage, "start_ms": start, "duration_ms": sc.uptime_ms() - start,
@@ -98,8 +102,10 @@ def boot(ctx):
     stage(ctx, "cmdline", cmdline_stage)  # /proc/cmdline + baked-in config -> ctx.opts; console log level
     stage(ctx, "modules", modules_stage)  # config + modules= with dependencies, then coldplug
     stage(ctx, "devices", devices_stage)  # /dev nodes, by-* links, mdadm/lvm, wait for the root or medium
+    stage(ctx, "network", network_stage)  # network boot: link, carrier, ip=/DHCP; skipped when not asked for
     stage(ctx, "medium", medium.run)      # live: find + mount the medium, find (and check) the image
     stage(ctx, "toram", toram.run)        # live: copy the image into RAM when asked, release the medium
+    stage(ctx, "persistence", persistence_stage)  # live: the persistent overlay layer when asked for (else tmpfs)
     stage(ctx, "root", root.run)          # squashfs + tmpfs + overlay, or the plain root, at NEW_ROOT
     return stage(ctx, "handoff", handoff.run)  # move /dev /proc /sys /run, empty the initramfs, exec init
 
@@ -112,11 +118,16 @@ def stage(ctx, name, fn):
     if ctx.hooks is None:
         ctx.hooks = hooks.Hooks(enabled=bool(ctx.config.get("hooks", True)))
     while True:
+        if ctx.opts is not None and ctx.opts.capture:  # rd.mpinit.capture=<target>@<stage> (capture.py)
+            from . import capture
+
+            capture.at(ctx, name)
         _break_point(ctx, name)
         ctx.stage = name
         start = sc.uptime_ms()
         ctx.stage_start = start
         log.info("%s: start" % name)
+        kernlog.mark()  # the failure report shows what the kernel logged from here on
         err = None
         try:
             ctx.hooks.run("before_" + name, ctx)
@@ -134,6 +145,7 @@ def stage(ctx, name, fn):
             return result
         if err.stage == "hook":
             err.stage = name
+        kernlog.add_to(err)
         ctx.record(name, start, "failed: %s" % err.message)
         from . import rescue
 
@@ -197,9 +209,10 @@ def modules_stage(ctx):
     opts = ctx.opts
     m = ctx.modules
     if m is None:
-        m = ctx.modules = kmod.Modules()
+        m = ctx.modules = kmod.Modules(timeline=ctx.timeline)  # one timeline entry per module load
     m.blacklist(list(ctx.config["blacklist"]) + list(opts.blacklist))
     wanted = list(ctx.config["modules"]) + list(opts.modules)
+    check_kernel_release(m)
     try:
         m.load_many(wanted, opts.module_params)
         cold = m.coldplug() if ctx.config["coldplug"] else []
@@ -210,7 +223,30 @@ def modules_stage(ctx):
         # Not fatal here: the device may not need them (or be built in). If the root never shows up, the failure
         # report lists them.
         log.warning("modules: not loaded: %s" % ", ".join(missing))
-    return "%d loaded (%d by coldplug), %d failed" % (len(m.loaded), len(cold), len(m.failed))
+    return "%d loaded (%d by coldplug), %d failed%s" % (len(m.loaded), len(cold), len(m.failed),
+                                                     ", %d without a device" % len(m.absent) if m.absent else "")
+
+
+def check_kernel_release(m):
+    """The image's modules must be for the running kernel: finit_module(2) refuses others one by one with
+    ENOEXEC ("Invalid module format"), which says nothing about the cause. Fails at once when modules are packed,
+    only warns when the image has none."""
+    try:
+        packed = m.available()
+    except ValueError as e:  # a broken module table
+        raise BootError("modules", str(e), param=contract.MODULES_TABLE_PATH)
+    running = sc.uname()[2]
+    if not m.kver or m.kver == running:
+        return
+    if packed:
+        raise BootError("modules", "the image's %d modules are for kernel %s, but the running kernel is %s"
+                        % (len(packed), m.kver, running), param=contract.MODULES_TABLE_PATH,
+                        tried=["%s: kver %s" % (contract.MODULES_TABLE_PATH, m.kver)],
+                        seen=["uname -r: %s" % running,
+                              "fix: mpinit pack --kver %s ... (or --kernel-modules /lib/modules/%s), or boot the "
+                              "kernel %s the image was made for" % (running, running, m.kver)])
+    log.warning("modules: the image was packed for kernel %s, running %s (no modules packed, so nothing to load)"
+                % (m.kver, running))
 
 
 def scan_devices(ctx):
@@ -224,7 +260,7 @@ def scan_devices(ctx):
         except OSError as e:
             log.warning("devices: node for %s: %s" % (d.name, oserror_text(e)))
     try:
-        blockdev.make_links(devices)
+        blockdev.make_links(devices, only_probed=True)  # probing every device here would undo blockdev's laziness
     except OSError as e:
         log.warning("devices: /dev/disk links: %s" % oserror_text(e))
     ctx.devices = devices
@@ -237,6 +273,8 @@ def wanted_spec(opts):
         return opts.root
     if opts.iso_file:
         return opts.iso_dev
+    if opts.url:
+        return None  # a network boot: no block device to wait for
     spec = opts.live
     if spec.startswith("/") and not spec.startswith("/dev/"):
         return None  # an image path, not a device
@@ -252,37 +290,58 @@ def spec_param(opts):
     return "root=live:%s" % opts.live
 
 
+def network_stage(ctx):
+    opts = ctx.opts
+    if not opts.url and not opts.neednet:
+        return "skipped: no network boot asked for"  # without importing any network code
+    from . import net
+
+    return net.run(ctx)
+
+
+def persistence_stage(ctx):
+    opts = ctx.opts
+    if opts.live is None:
+        return "skipped: not a live boot"
+    if not opts.persist:
+        return "skipped: not requested"  # without importing the persistence code
+    from . import persist
+
+    return persist.run(ctx)
+
+
 def devices_stage(ctx):
     opts = ctx.opts
     if opts.live is None and not opts.root:
         raise BootError("devices", "no root= on the kernel command line and no live medium requested",
                         param="root=", seen=["/proc/cmdline: " + fsutil.read_text("/proc/cmdline", "")])
-    from . import blockdev, md
+    from . import blockdev, storage
 
     devices = scan_devices(ctx)
-    if md.assemble(opts):
-        devices = scan_devices(ctx)
+    stack = storage.Stack(ctx)  # md RAID -> LUKS -> LVM, when asked for (storage.py)
+    start = sc.uptime_ms()
+    ctx.wait_started = start
+    deadline = ctx.deadline_ms()
+    devices = stack.settle(devices, 0, deadline)
     spec = wanted_spec(opts)
     if not spec:
         return "%d block devices" % len(devices)
-    deadline = ctx.deadline_ms()
-    start = sc.uptime_ms()
-    ctx.wait_started = start
     try:
         dev = blockdev.find(spec, devices)
     except ValueError as e:
         raise BootError("devices", str(e), param=spec_param(opts))
+    if dev is None and opts.live is not None and ctx.modules is not None:
+        ctx.modules.start(_LIVE_MODULES)  # loaded while the disk probes (kmod.Modules.wait_event)
     while dev is None:
         if deadline is not None and sc.uptime_ms() - start >= deadline:
             break
-        sc.sleep_ms(_POLL_MS)
-        new = []
+        if ctx.modules is not None:
+            ctx.modules.wait_event(_POLL_MS)  # woken by the kernel's next uevent (a disk, a partition) if sooner
+        else:
+            sc.sleep_ms(_POLL_MS)
         if ctx.modules is not None and ctx.config["coldplug"]:
-            new = ctx.modules.coldplug()  # USB sticks and their partitions appear late
-        devices = scan_devices(ctx)
-        if new:
-            md.assemble(opts)
-            devices = scan_devices(ctx)
+            ctx.modules.coldplug()  # devices probed asynchronously, USB sticks and their partitions appear late
+        devices = stack.settle(scan_devices(ctx), sc.uptime_ms() - start, deadline)
         dev = blockdev.find(spec, devices)
     if dev is None:
         if opts.live is not None:
@@ -296,9 +355,14 @@ def devices_stage(ctx):
             seen = ["no block devices at all"]
         if ctx.modules is not None and ctx.modules.failed:
             seen.append("modules that failed to load: %s" % ", ".join([n for n, _ in ctx.modules.failed]))
+        seen.extend(stack.report())
         raise BootError("devices", "root device %s did not appear within %d s" % (spec, deadline // 1000),
                         param="%s (rootwait / rootdelay= to wait longer)" % spec_param(opts),
                         tried=["looked for %s in /sys/class/block every %d ms" % (spec, _POLL_MS)], seen=seen)
+    try:
+        blockdev.make_links(devices, only_probed=True)  # the match's own links (probed after the last scan's)
+    except OSError as e:
+        log.warning("devices: /dev/disk links: %s" % oserror_text(e))
     if opts.live is None:
         ctx.root_dev = dev
     return "%s is %s (%d block devices, %d ms)" % (spec, dev.path, len(devices), sc.uptime_ms() - start)

@@ -20,7 +20,21 @@ _SMALL_CHUNK = const(1 << 16)  # the fallback when the MicroPython heap has no 1
 _POLL_MS = const(250)       # how often a scan for a late medium looks again
 
 # Filesystem types worth mounting while scanning for the image (probe.py TYPE values).
-_MOUNTABLE = ("iso9660", "vfat", "exfat", "ext2", "ext3", "ext4", "btrfs", "xfs", "udf", "ntfs")
+_MOUNTABLE = ("iso9660", "vfat", "exfat", "ext2", "ext3", "ext4", "btrfs", "xfs", "udf", "ntfs", "f2fs")
+
+# Live image formats (probe.py TYPE values), each mounted with the filesystem type of the same name: squashfs, and
+# EROFS (Fedora's live media since 42, archiso's airootfs.erofs). A device of one of these types is the image.
+IMAGE_TYPES = ("squashfs", "erofs")
+
+
+def image_type(path_or_file):
+    """The live image format of a file or device ("squashfs", "erofs"), or None: what the root stage mounts it as.
+    A function of its own so that every way to an image (a medium, an ISO, RAM, the network) asks the same.
+    Raises OSError when it cannot be read."""
+    from . import probe
+
+    t = probe.probe(path_or_file).get("TYPE")
+    return t if t in IMAGE_TYPES else None
 
 
 def is_optical(dev):
@@ -37,7 +51,7 @@ def scan_order(devices):
     rest = []
     for d in devices:
         t = d.info.get("TYPE", "")
-        if t not in _MOUNTABLE:
+        if t not in _MOUNTABLE and t not in IMAGE_TYPES:
             continue
         if d.removable:
             first.append(d)
@@ -54,7 +68,7 @@ def mount_ro(ctx, dev, target, fstype=None):
     """Mount dev read-only on target with its probed type (its driver loaded first); raises OSError."""
     from . import fsmods
 
-    fstype = fstype or fstype_of(dev)
+    fstype = fsmods.mount_type(fstype or fstype_of(dev))
     fsmods.ensure(ctx, fstype)
     fsutil.makedirs(target)
     try:
@@ -156,7 +170,8 @@ def verify_checksum(image):
 
 
 def check_image(path):
-    """The image must probe as squashfs: a truncated copy or a wrong file fails here, before anything is mounted."""
+    """The image must probe as squashfs or EROFS: a truncated copy or a wrong file fails here, before anything is
+    mounted. Returns its type (IMAGE_TYPES)."""
     from . import probe
 
     try:
@@ -164,9 +179,40 @@ def check_image(path):
     except OSError as e:
         raise BootError("medium", "cannot read the image %s: %s" % (path, oserror_text(e)))
     t = info.get("TYPE") if info else None
-    if t != "squashfs":
-        raise BootError("medium", "%s is not a squashfs image (probed TYPE=%s)" % (path, t or "nothing"),
-                        seen=["probe: %r" % (info,)])
+    if t not in IMAGE_TYPES:
+        raise BootError("medium", "%s is not a squashfs image or an EROFS image (probed TYPE=%s)"
+                        % (path, t or "nothing"), seen=["probe: %r" % (info,)])
+    return t
+
+
+def iso_files_seen(mountpoint, wanted, limit=24):
+    """The *.iso files on a mounted medium, as medium paths: its top directory, the directory the wanted ISO
+    was named in, and their subdirectories one level down (where ISO collections are kept). For the report when
+    the named ISO is not there."""
+    dirs = ["/"]
+    parent = fsutil.dirname("/" + wanted.lstrip("/"))
+    if parent not in dirs:
+        dirs.append(parent)
+    found = []
+    seen_dirs = {}
+    i = 0
+    while i < len(dirs) and len(found) < limit:
+        rel = dirs[i]
+        i += 1
+        if rel in seen_dirs:
+            continue
+        seen_dirs[rel] = True
+        here = fsutil.join(mountpoint, rel.lstrip("/")) if rel != "/" else mountpoint
+        for name in sorted(fsutil.listdir(here)):
+            path = rel.rstrip("/") + "/" + name
+            full = fsutil.join(here, name)
+            if name.lower().endswith(".iso") and fsutil.isfile(full):
+                found.append(path)
+                if len(found) >= limit:
+                    break
+            elif fsutil.isdir(full) and rel.count("/") <= 1 and len(dirs) < 64:
+                dirs.append(path)
+    return found
 
 
 def _listing(mountpoint):
@@ -190,7 +236,17 @@ def _open_iso(ctx, iso_path):
     from . import fsmods
 
     fsmods.ensure_loop(ctx)
-    fsmods.ensure(ctx, "iso9660")
+    # A UDF bridge ISO (genisoimage -udf, DVD images) probes as udf, and mounts as iso9660 just as well; a pure
+    # UDF image only as udf.
+    fstype = "iso9660"
+    try:
+        from . import probe
+
+        if probe.probe(iso_path).get("TYPE") == "udf":
+            fstype = "udf"
+    except OSError:
+        pass
+    fsmods.ensure(ctx, fstype)
     try:
         loop = sc.loop_attach(iso_path, 0, 0, True, True)
     except OSError as e:
@@ -198,7 +254,7 @@ def _open_iso(ctx, iso_path):
                         param="iso-scan/filename=")
     fsutil.makedirs(contract.ISO_MOUNT)
     try:
-        sc.mount(loop, contract.ISO_MOUNT, "iso9660", sc.MS_RDONLY, None)
+        sc.mount(loop, contract.ISO_MOUNT, fstype, sc.MS_RDONLY, None)
     except OSError as e:
         try:
             sc.loop_detach(loop)
@@ -214,7 +270,7 @@ def _try_device(ctx, dev, candidates):
     """Mount dev and look for the image (through the ISO file when one was named). Returns the image path or None
     (unmounted again); a mount failure returns None with the reason appended to ctx.tried."""
     opts = ctx.opts
-    if fstype_of(dev) == "squashfs" and not opts.iso_file:
+    if fstype_of(dev) in IMAGE_TYPES and not opts.iso_file:
         return dev.path
     try:
         mount_ro(ctx, dev, contract.MEDIUM_MOUNT)
@@ -226,7 +282,9 @@ def _try_device(ctx, dev, candidates):
     if opts.iso_file:
         iso = fsutil.join(where, opts.iso_file.lstrip("/"))
         if not fsutil.isfile(iso):
-            ctx.tried.append("%s: no ISO file %s" % (dev.path, opts.iso_file))
+            isos = iso_files_seen(where, opts.iso_file)
+            ctx.tried.append("%s (%s): no ISO file %s; ISO files there: %s"
+                             % (dev.path, fstype_of(dev), opts.iso_file, " ".join(isos) if isos else "none"))
             _umount(where)
             return None
         where = _open_iso(ctx, iso)
@@ -255,7 +313,7 @@ def _rescan(ctx):
         except OSError:
             pass
     try:
-        blockdev.make_links(devices)
+        blockdev.make_links(devices, only_probed=True)
     except OSError:
         pass
     ctx.devices = devices
@@ -273,6 +331,10 @@ def run(ctx):
     opts = ctx.opts
     if opts.live is None:
         return "skipped: not a live boot (no root=live:)"
+    if opts.url:
+        from . import netfetch
+
+        return netfetch.run(ctx)  # the medium is a web server
     from . import blockdev
 
     ctx.tried = []
@@ -314,7 +376,10 @@ def run(ctx):
             devices = _rescan(ctx)
         if image is None:
             ctx.wait_started = None  # resume() after plugging the medium in gets a fresh deadline
-            what = ("the medium %s" % spec) if spec else ("a medium holding %s" % " or ".join(candidates))
+            if opts.iso_file:
+                what = "the ISO file %s%s" % (opts.iso_file, (" on %s" % spec) if spec else "")
+            else:
+                what = ("the medium %s" % spec) if spec else ("a medium holding %s" % " or ".join(candidates))
             seen = blockdev.describe(ctx.devices or [])
             if isinstance(seen, str):
                 seen = seen.split("\n")
@@ -323,8 +388,10 @@ def run(ctx):
             if ctx.modules is not None and ctx.modules.failed:
                 seen.append("modules that failed to load: %s" % ", ".join([n for n, _ in ctx.modules.failed]))
             waited = "" if deadline is None else " within %d s" % (deadline // 1000)
-            raise BootError("medium", "did not find %s%s" % (what, waited),
-                            param=_spec_param(opts) if opts.live else "root=live:",
+            # an ISO file names its own parameter (img_loop= and findiso= are its other spellings), as
+            # _open_iso's failures do
+            param = "iso-scan/filename=" if opts.iso_file else (_spec_param(opts) if opts.live else "root=live:")
+            raise BootError("medium", "did not find %s%s" % (what, waited), param=param,
                             tried=ctx.tried, seen=seen)
     ctx.medium_dev = dev
     ctx.medium = contract.MEDIUM_MOUNT if (dev is not None and image != dev.path) else None
@@ -334,7 +401,7 @@ def run(ctx):
         ctx.image_size = dev.size
     else:
         ctx.image_size = os.stat(image)[6]
-    check_image(image)
+    ctx.image_type = check_image(image)
     note = ""
     if opts.checksum:
         if dev is not None and image == dev.path:

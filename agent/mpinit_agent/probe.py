@@ -15,8 +15,9 @@
 #   - iso9660: UUID from the modification date, else the creation date ("YYYY-MM-DD-HH-MM-SS-cc"); the Joliet
 #     label (UTF-16BE) wins unless it equals the start of the primary label (Joliet holds only 16 characters);
 #   - MBR PARTUUID "<signature %08x>-<partition number %02x>", GPT PARTUUID the lowercase unique GUID.
-# Honest subsets: checksums blkid verifies (ext4 metadata_csum, xfs v5, exFAT boot region) are not verified; a
-# label that is not valid UTF-8 is decoded byte by byte (latin-1), where blkid passes the raw bytes.
+# Honest subsets: checksums blkid verifies (ext4 metadata_csum, xfs v5, exFAT boot region) are not verified. A
+# label that is not valid UTF-8 (blkid passes its raw bytes) has its bytes >= 0x80 as U+DC80..U+DCFF (Python's
+# surrogateescape form): `mpinit probe` prints blkid's bytes; on MicroPython such a label is its own odd string.
 #
 # MicroPython: one preallocated buffer, readinto + struct.unpack_from on a memoryview; no read larger than a
 # sector; UTF-16 decoded by hand (MicroPython has no utf-16 codec).
@@ -34,10 +35,11 @@ _WS = " \t\n\r\x0b\x0c"
 class _Dev:
     """A window [offset, offset+size) of an open file, read through the shared buffer."""
 
-    def __init__(self, f, offset, size):
+    def __init__(self, f, offset, size, sector=512):
         self.f = f
         self.base = offset
         self.size = size
+        self.sector = sector
 
     def read(self, off, n):
         """n bytes at off as a memoryview of the shared buffer (valid until the next read), or None if short."""
@@ -85,7 +87,10 @@ def _text(raw):
     try:
         s = raw.decode("utf-8")
     except UnicodeError:
-        s = "".join([chr(b) for b in raw])
+        # blkid passes a label's bytes through as they are (a FAT label in the DOS code page, say). Bytes >= 0x80
+        # become U+DC80..U+DCFF, Python's "surrogateescape" form, so `mpinit probe` prints the very bytes blkid
+        # prints (cmd_probe.escape encodes with surrogateescape) and no two different labels look the same.
+        s = "".join([chr(b) if b < 0x80 else chr(0xDC00 + b) for b in raw])
     s = s.rstrip(_WS)
     return s or None
 
@@ -248,7 +253,12 @@ def _fat_label(d, off, entries):
         cl_hi, = struct.unpack_from("<H", e, 20)
         cl_lo, = struct.unpack_from("<H", e, 26)
         if e[0] != 0xE5 and not cl_hi and not cl_lo and attr & 0x3F != 0x0F and attr & 0x18 == 0x08:
-            return bytes(e[0:11])
+            name = bytes(e[0:11])
+            if name[0] == 0x05:
+                # A first byte 0xE5 (a letter in several DOS code pages) is stored as 0x05, since 0xE5 marks a free
+                # entry (Microsoft FAT specification, "DIR_Name[0]"); libblkid 2.38 puts 0xE5 back.
+                name = b"\xe5" + name[1:]
+            return name
         i += 1
     return None
 
@@ -421,46 +431,6 @@ def _squashfs(d, out):
     return True
 
 
-# ---- swap (linux/include/linux/swap.h union swap_header) ---------------------------------------------------------
-
-
-def _swap(d, out):
-    kind = None
-    for page in (4096, 8192, 16384, 32768, 65536):
-        tail = d.bytes(page - 10, 10)
-        if tail is None:
-            break
-        if tail == b"SWAPSPACE2":
-            kind = "swap"
-        elif tail == b"SWAP-SPACE":
-            out["TYPE"] = "swap"
-            out["USAGE"] = "other"
-            out["VERSION"] = "0"   # version 0 has no UUID or label
-            return True
-        elif tail[0:9] in (b"S1SUSPEND", b"S2SUSPEND", b"ULSUSPEND") or tail == b"LINHIB0001":
-            kind = "swsuspend"
-        if kind:
-            break
-    if kind is None:
-        return False
-    h = d.read(1024, 180)
-    if h is None:
-        return False
-    version, last = struct.unpack_from("<II", h, 0)
-    if version != 1 and version != 0x01000000:
-        return False
-    if last == 0:
-        return False
-    out["TYPE"] = kind
-    out["USAGE"] = "other"
-    # libblkid trusts label/UUID only when the padding after them is clean (old mkswap left garbage there).
-    if h[44 + 128:44 + 136] == bytes(8):
-        _set(out, "LABEL", _text(h[28:44]) if h[28] else None)
-        _set(out, "UUID", _uuid(h[12:28]))
-    out["VERSION"] = "1"
-    return True
-
-
 # ---- xfs (fs/xfs/libxfs/xfs_format.h struct xfs_dsb) -------------------------------------------------------------
 
 
@@ -544,32 +514,86 @@ def _luks(d, out):
     return True
 
 
-# libblkid's order (probe.c idinfos): RAID/crypto first, then filesystems.
-_PROBERS = (_luks, _vfat, _swap, _xfs, _ext, _exfat, _iso9660, _squashfs, _btrfs)
+# libblkid's order (superblocks.c idinfos): RAID members, LVM, crypto first, then filesystems. Each entry: (prober,
+# kind) with kind 0 = a filesystem, 1 = one that may share the device with another (libblkid's
+# BLKID_IDINFO_TOLERANT: udf and iso9660, a UDF bridge disc is both), 2 = a RAID/LVM member or crypto, which wins
+# at once. The rarer probers live in probe_more.py.
+_probers = None
 
 
-# ---- partition tables ----------------------------------------------------------------------------------------------
+def _prober_table():
+    global _probers
+    if _probers is None:
+        from . import probe_more as m
+
+        _probers = ((m.linux_raid, 2), (m.lvm2, 2), (_luks, 2), (m.bitlocker, 2),
+                    (_vfat, 0), (m.swap, 0), (_xfs, 0), (_ext, 0), (m.udf, 1), (_iso9660, 1), (m.ntfs, 0),
+                    (_squashfs, 0), (_btrfs, 0), (_exfat, 0), (m.f2fs, 0), (m.erofs, 0))
+    return _probers
 
 
-_crc_table = None
+_TINY = const(1440 * 1024)   # libblkid: a device this small (a floppy) gets the first result, unchecked
 
 
-def _crc32_py(data, crc):
-    # Table-driven CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), for a MicroPython built without
-    # binascii.crc32 (MICROPY_PY_BINASCII_CRC32); same results as zlib.crc32.
-    global _crc_table
-    if _crc_table is None:
-        _crc_table = []
+def _tiny(d):
+    # libblkid marks devices of at most 1440 KiB (floppies) tiny: the first result wins unchecked, and RAID and LVM
+    # members are never looked for on them (probe_more.py).
+    return d.size is not None and d.size <= _TINY
+
+
+def _superblocks(d):
+    """blkid's safe probe (superblocks.c superblocks_safeprobe): the first RAID/crypto signature wins; else every
+    filesystem prober runs, and two signatures of which one is not tolerant are ambivalent: {} (blkid -p says
+    "ambivalent result" and prints nothing), so such a device is never mounted by mistake."""
+    first = None
+    count = 0
+    intolerant = 0
+    out = {}
+    tiny = _tiny(d)
+    for prober, kind in _prober_table():
+        if not prober(d, out):
+            out.clear()
+            continue
+        if kind == 2 or (tiny and first is None):
+            return out
+        count += 1
+        if kind == 0:
+            intolerant += 1
+        if first is None:
+            first = out
+        out = {}
+    if count > 1 and intolerant:
+        return {}
+    return first or {}
+
+
+# ---- checksums (GPT; probe_more.py: LVM, f2fs, EROFS) ----------------------------------------------------------
+
+
+_crc_tables = {}
+
+
+def _crc_raw(data, crc, poly):
+    """A reflected (LSB-first) CRC-32 with this polynomial over data, from crc, inverted neither before nor after:
+    the kernel's crc32_le()/crc32c() (lib/crc32.c). Table-driven, each polynomial's table made on first use."""
+    t = _crc_tables.get(poly)
+    if t is None:
+        t = []
         for i in range(256):
             c = i
             for _ in range(8):
-                c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-            _crc_table.append(c)
-    t = _crc_table
-    crc ^= 0xFFFFFFFF
+                c = (c >> 1) ^ poly if c & 1 else c >> 1
+            t.append(c)
+        _crc_tables[poly] = t
     for b in data:
         crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return crc
+
+
+def _crc32_py(data, crc):
+    # CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320) as zlib.crc32 computes it, for a MicroPython built
+    # without binascii.crc32 (MICROPY_PY_BINASCII_CRC32).
+    return _crc_raw(data, crc ^ 0xFFFFFFFF, 0xEDB88320) ^ 0xFFFFFFFF
 
 
 try:
@@ -578,18 +602,38 @@ except ImportError:
     _crc32_fn = _crc32_py
 
 
-def _crc32(d, off, n):
-    """CRC-32 (as GPT uses) of n bytes at off, read in buffer-sized pieces; None if short."""
-    crc = 0
+def _crc32_le(data, crc):
+    """The raw CRC-32 (no inversions: the kernel's crc32_le(seed, ...), lvm2's calc_crc()) through zlib's, which
+    inverts the seed before and the result after."""
+    return _crc32_fn(data, crc ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+
+def _crc32c(data, crc):
+    """CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), raw: the kernel's crc32c(seed, ...)."""
+    return _crc_raw(data, crc, 0x82F63B78)
+
+
+def _crc_span(d, off, n, fn, crc):
+    """fn's CRC (fn(data, crc) -> crc) continued from crc over n bytes at off, read in buffer-sized pieces; None if
+    the device is short."""
     while n > 0:
         k = n if n < _BUFSZ else _BUFSZ
         m = d.read(off, k)
         if m is None:
             return None
-        crc = _crc32_fn(m, crc)
+        crc = fn(m, crc)
         off += k
         n -= k
-    return crc & 0xFFFFFFFF
+    return crc
+
+
+def _crc32(d, off, n):
+    """CRC-32 (as GPT uses) of n bytes at off; None if short."""
+    crc = _crc_span(d, off, n, _crc32_fn, 0)
+    return None if crc is None else crc & 0xFFFFFFFF
+
+
+# ---- partition tables ----------------------------------------------------------------------------------------------
 
 
 def _gpt_header(d, lba, sector):
@@ -655,6 +699,12 @@ def _dos(d, sector):
         return None
     if _fat_geometry(d) is not None:
         return None   # a FAT boot sector carries the same signature
+    from . import probe_more
+
+    # So does an NTFS boot sector (libblkid 2.38 partitions/dos.c rules it out the same way; not exFAT or BitLocker,
+    # whose boot sectors blkid 2.38 reads as a table too).
+    if probe_more.ntfs(d, {}):
+        return None
     for i in range(4):
         if mbr[446 + 16 * i] not in (0, 0x80):
             return None
@@ -715,12 +765,12 @@ def _table(d, sector, size):
 # ---- public ------------------------------------------------------------------------------------------------------
 
 
-def _window(f, offset, size):
+def _window(f, offset, size, sector=512):
     if size is None:
         total = _size_of(f)
         if total is not None:
             size = total - offset
-    return _Dev(f, offset, size)
+    return _Dev(f, offset, size, sector)
 
 
 def probe(path_or_file, offset=0, size=None, sector=512):
@@ -730,13 +780,10 @@ def probe(path_or_file, offset=0, size=None, sector=512):
     the path) when the device cannot be opened."""
     f, mine = _open(path_or_file)
     try:
-        d = _window(f, offset, size)
-        out = {}
-        for prober in _PROBERS:
-            if prober(d, out):
-                break
-            out.clear()
-        t = _table(d, sector, d.size)
+        d = _window(f, offset, size, sector)
+        out = {} if d.size is not None and d.size <= 1024 else _superblocks(d)
+        # A RAID member's partition table belongs to the array (RAID1 shows it on every member): libblkid ignores it.
+        t = None if out.get("USAGE") == "raid" else _table(d, sector, d.size)
         if t is not None:
             out["PTTYPE"] = t[0]
             _set(out, "PTUUID", t[1])

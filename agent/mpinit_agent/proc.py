@@ -25,6 +25,9 @@ def wait(pid):
                 raise
 
 
-def run(argv, env=None):
-    """spawn + wait: the exit code (127: could not exec, as a shell reports it). Raises OSError when fork fails."""
-    return wait(sc.spawn(list(argv), env))
+def run(argv, env=None, stdin_data=None):
+    """spawn + wait: the exit code (127: could not exec, as a shell reports it). Raises OSError when fork fails.
+    stdin_data: bytes for the child's stdin (a pipe), e.g. a passphrase; never put a secret in argv."""
+    if stdin_data is None:
+        return wait(sc.spawn(list(argv), env))
+    return wait(sc.spawn(list(argv), env, stdin_data))

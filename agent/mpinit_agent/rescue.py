@@ -12,16 +12,12 @@
 import os
 import sys
 
-from micropython import const
-
 from . import fsutil, log
 from . import syscalls as sc
 from .failure import oserror_text
 
 _PS1 = ">>> "
 _PS2 = "... "
-_KMSG_READ = const(8192)
-_EPIPE = const(32)         # <errno.h>; read(2) on /dev/kmsg: records were overwritten before we read them   # one /dev/kmsg record per read(2); LOG_LINE_MAX is 1024 minus the prefix
 
 
 # ---- multi-line input ----------------------------------------------------------------------------------------
@@ -120,11 +116,16 @@ HELP = """mpinit rescue shell: Python (MicroPython) with these helpers:
   dmesg()                 the kernel log            blkid()              block devices: TYPE LABEL UUID ...
   lsmod()                 loaded modules            modprobe(name, params="")   load a module (+ dependencies)
   mount(src, target, fstype=None, options="")       umount(target)       mounts()   the mount table
-  run(*argv)              run a program, e.g. run("/bin/sh")
+  run(*argv)              run a program, e.g. run("/sbin/e2fsck", "-y", "/dev/vda1")
+  shell()                 a packed shell (/bin/sh or busybox sh) on the console; exit comes back here
+  capture(to=None)        describe this machine for a bug report: to="LABEL=STICK" writes mpinit-capture-N.json
+                          there, "console" (the default without rd.mpinit.capture=) prints it framed
+  unlock(device, name=None)   open a LUKS device (asks for the passphrase), e.g. unlock("/dev/vda2")
   resume()                continue the boot (the failed stage runs again)
-  reboot()  poweroff()    help()
+  reboot()  poweroff()    help()   help(blkid): one helper explained
   ctx                     the boot context (ctx.opts, ctx.devices, ctx.image, ctx.timeline, ...)
   err                     the failure (err.stage, err.message, err.param, err.tried, err.seen)
+Tab completes names and attributes (ctx.<Tab>); up arrow / Ctrl-P recalls earlier lines.
 Blocks continue until a blank line. Ctrl-C cancels a line; exit() does not leave (this is PID 1)."""
 
 
@@ -194,16 +195,10 @@ def dmesg(path="/dev/kmsg"):
     except OSError as e:
         print("dmesg: %s: %s" % (path, oserror_text(e)))
         return
+    from . import kernlog
+
     try:
-        while True:
-            try:
-                rec = sc.read(fd, _KMSG_READ)
-            except OSError as e:
-                if e.args and e.args[0] == _EPIPE:
-                    continue  # records overwritten while reading: go on with the next
-                break  # EAGAIN: the end of the buffer
-            if not rec:
-                break
+        for rec in kernlog.records(fd):
             out = kmsg_record(rec.decode().rstrip("\n"))
             if out is not None:
                 print(out)
@@ -250,16 +245,32 @@ class Shell:
         self.ns = self.namespace()
 
     def namespace(self):
-        return {
-            "__name__": "__rescue__", "ctx": self.ctx, "err": self.err, "sc": sc, "os": os,
+        # replkit: on MicroPython this is __main__'s dict (what Tab completes from); help(helper) from its TOPICS.
+        from . import replkit
+
+        ns = replkit.namespace({
+            "ctx": self.ctx, "err": self.err, "sc": sc, "os": os, "shell": replkit.shell,
             "ls": ls, "cat": cat, "dmesg": dmesg, "blkid": self.blkid, "lsmod": self.lsmod,
             "modprobe": self.modprobe, "mount": mount, "umount": umount, "mounts": mounts, "run": run,
             "resume": self.resume, "reboot": self.reboot, "poweroff": self.poweroff, "help": self.help,
-        }
+            "unlock": self.unlock, "capture": self.capture,
+        })
+        ns["help"] = replkit.make_help(ns, HELP)
+        return ns
 
     # helpers that need the session
     def help(self, *args):
         print(HELP)
+
+    def unlock(self, device, name=None):
+        from . import luks
+
+        return luks.repl_unlock(self.ctx, device, name)
+
+    def capture(self, to=None):
+        from . import capture
+
+        capture.capture(self.ctx, to, self.err, "rescue")
 
     def resume(self):
         if not self.can_resume:
@@ -349,7 +360,11 @@ def report(ctx, err):
     lines = err.lines()
     m = getattr(ctx, "modules", None)
     if m is not None and m.failed and err.stage in ("devices", "medium", "root"):
-        lines.append("  modules that failed to load: %s" % ", ".join([n for n, _ in m.failed]))
+        if not [s for s in err.seen if s.startswith("modules that failed to load")]:  # devices says it itself
+            lines.append("  modules that failed to load: %s" % ", ".join([n for n, _ in m.failed]))
+        for n, said in getattr(m, "kernel_said", {}).items():  # what the kernel said at each failed load
+            for s in said:
+                lines.append("    %s: %s" % (n, s))
     for line in lines:
         log.error(line[8:] if line.startswith("mpinit: ") else line)
         log.console(line)
@@ -394,6 +409,11 @@ def fail(ctx, err, can_resume=True):
         except Exception as e:  # noqa: BLE001 - a failing on_failure hook must not hide the first failure
             log.error("on_failure hook: %s" % e)
             log.console("mpinit: on_failure hook failed too: %s" % e)
+    opts = getattr(ctx, "opts", None)
+    if opts is not None and getattr(opts, "capture", None):  # rd.mpinit.capture=<target>[@failure]
+        from . import capture
+
+        capture.at(ctx, "failure", err)
     try:
         ctx.write_timeline()
     except (OSError, AttributeError):

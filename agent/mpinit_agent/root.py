@@ -17,11 +17,17 @@ _FSCK_REBOOT = const(2)      # 2: errors corrected, system should be rebooted
 # 4 uncorrected errors, 8 operational error, 16 usage, 32 cancelled, 128 shared-library error: all failures.
 
 
-class _Undo:
-    """Mounts and loop devices made so far, released in reverse order when the stage fails."""
+class Undo:
+    """Mounts, loop devices and remounts made so far by a stage (this one, persist.py's), released in reverse order
+    when the stage fails. Steps: ("umount", target), ("detach", loop), ("ro", (source, target, fstype)): remount
+    read-only what the stage made writable."""
 
-    def __init__(self):
+    def __init__(self, stage="root"):
+        self.stage = stage
         self.steps = []
+
+    def add(self, kind, what):
+        self.steps.append((kind, what))
 
     def mounted(self, target):
         self.steps.append(("umount", target))
@@ -35,10 +41,12 @@ class _Undo:
             try:
                 if kind == "umount":
                     sc.umount(what)
-                else:
+                elif kind == "detach":
                     sc.loop_detach(what)
+                else:  # "ro": the medium goes back to read-only
+                    sc.mount(what[0], what[1], what[2], sc.MS_REMOUNT | sc.MS_RDONLY, None)
             except OSError as e:
-                log.warning("root: undo %s %s: %s" % (kind, what, oserror_text(e)))
+                log.warning("%s: undo %s %s: %s" % (self.stage, kind, what, oserror_text(e)))
 
 
 def _mount(undo, source, target, fstype, flags, data, param=None):
@@ -66,7 +74,17 @@ def mount_live(ctx, undo):
     from . import fsmods
 
     image = ctx.image
-    fsmods.ensure(ctx, "squashfs")
+    # The medium stage probed the image (medium.check_image); an image from elsewhere is probed here.
+    fstype = getattr(ctx, "image_type", None)
+    if fstype is None:
+        from .medium import image_type
+
+        try:
+            fstype = image_type(image)
+        except OSError:
+            fstype = None
+        fstype = fstype or "squashfs"
+    fsmods.ensure(ctx, fstype)
     fsmods.ensure(ctx, "overlay")
     if _is_block(image):
         source = image  # a whole-device squashfs needs no loop device
@@ -80,15 +98,64 @@ def mount_live(ctx, undo):
         # With autoclear the loop device goes away when the squashfs is unmounted; until it is mounted, undo must
         # detach it explicitly.
         undo.attached(source)
-    _mount(undo, source, contract.IMAGE_MOUNT, "squashfs", sc.MS_RDONLY, None)
+    _mount(undo, source, contract.IMAGE_MOUNT, fstype, sc.MS_RDONLY, None)
     ctx.image_loop = source
-    size = ctx.opts.overlay_size or ctx.config["overlay_size"]
-    _mount(undo, "tmpfs", contract.COW_MOUNT, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "size=%s,mode=0755" % size,
-           param="rd.live.overlay.size=%s" % size)
-    fsutil.makedirs(contract.COW_MOUNT + "/upper")
-    fsutil.makedirs(contract.COW_MOUNT + "/work")
-    _mount(undo, "overlay", contract.NEW_ROOT, "overlay", 0, overlay_data(contract.IMAGE_MOUNT, contract.COW_MOUNT))
-    return "overlay of %s (upper: tmpfs size=%s)" % (image, size)
+    base = _dracut_rootfs_img(ctx, undo)
+    # The persistence stage (persist.py) may have put the upper layer on a persistent volume, or added that volume
+    # as a read-only lower layer above the image (rd.overlay.readonly).
+    lowers = list(getattr(ctx, "overlay_lower_extra", None) or []) + [base]
+    upper = getattr(ctx, "overlay_upper", None)
+    if upper:
+        data = "lowerdir=%s,upperdir=%s,workdir=%s" % (":".join(lowers), upper, ctx.overlay_work)
+        what = "persistent %s" % upper
+    else:
+        size = ctx.opts.overlay_size or ctx.config["overlay_size"]
+        _mount(undo, "tmpfs", contract.COW_MOUNT, "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "size=%s,mode=0755" % size,
+               param="rd.live.overlay.size=%s" % size)
+        fsutil.makedirs(contract.COW_MOUNT + "/upper")
+        fsutil.makedirs(contract.COW_MOUNT + "/work")
+        data = overlay_data(":".join(lowers), contract.COW_MOUNT)
+        what = "tmpfs size=%s" % size
+    _mount(undo, "overlay", contract.NEW_ROOT, "overlay", 0, data)
+    if getattr(ctx, "persist_mounts", None):
+        from . import persist
+
+        persist.mount_custom(ctx, lambda s, t, f, fl, d: _mount(undo, s, t, f, fl, d, param="persistence.conf"),
+                             base)
+        what += ", %d persistence.conf mounts" % len(ctx.persist_mounts)
+    return "overlay of %s (upper: %s)" % (image, what)
+
+
+# dracut's older live layout (dmsquash-live-root.sh): the squashfs holds LiveOS/rootfs.img, a filesystem image that
+# is the real root; when it is there, dracut mounts it and uses it instead of the squashfs' own tree.
+DRACUT_ROOTFS_IMG = "LiveOS/rootfs.img"
+
+
+def _dracut_rootfs_img(ctx, undo):
+    """The overlay's lower directory: the image's own tree, or the filesystem in its LiveOS/rootfs.img (mounted
+    read-only at contract.ROOTFS_IMG_MOUNT from a loop device)."""
+    inner = contract.IMAGE_MOUNT + "/" + DRACUT_ROOTFS_IMG
+    if not fsutil.isfile(inner):
+        return contract.IMAGE_MOUNT
+    from . import fsmods, probe
+
+    try:
+        fstype = probe.probe(inner).get("TYPE")
+    except OSError as e:
+        raise BootError("root", "cannot read %s: %s" % (inner, oserror_text(e)))
+    if not fstype:
+        raise BootError("root", "%s (dracut's root image inside the live image) holds no filesystem" % inner,
+                        seen=["probe: nothing recognised"])
+    fstype = fsmods.mount_type(fstype)
+    fsmods.ensure(ctx, fstype)
+    try:
+        loop = sc.loop_attach(inner, 0, 0, True, True)
+    except OSError as e:
+        raise BootError("root", "cannot attach %s to a loop device: %s" % (inner, oserror_text(e)))
+    undo.attached(loop)
+    _mount(undo, loop, contract.ROOTFS_IMG_MOUNT, fstype, sc.MS_RDONLY, None)
+    log.info("root: using %s (%s) inside the image, as dracut does" % (DRACUT_ROOTFS_IMG, fstype))
+    return contract.ROOTFS_IMG_MOUNT
 
 
 def fsck_exit_meaning(code):
@@ -100,32 +167,54 @@ def fsck_exit_meaning(code):
     return "fail"
 
 
-def run_fsck(ctx, fstype, device, fsck_dir="/sbin"):
-    """fsck -a when /sbin/fsck.<type> is in the initramfs. Returns a summary; reboots on exit code 2 (fsck(8):
-    "errors corrected, system should be rebooted"); BootError on 4 and above."""
-    tool = "%s/fsck.%s" % (fsck_dir, fstype)
-    if not fsutil.exists(tool):
+# e2fsprogs installs fsck.ext2/3/4 as links to e2fsck; `mpinit pack --binary /sbin/e2fsck` packs only e2fsck.
+_FSCK_ALT = {"ext2": "e2fsck", "ext3": "e2fsck", "ext4": "e2fsck"}
+
+
+def find_fsck(fstype, dirs=None):
+    """The packed checker for fstype: fsck.<type> in the tool directories, else e2fsck for ext2/3/4; or None."""
+    from . import proc
+
+    dirs = dirs or proc.TOOL_DIRS
+    tool = proc.find_tool("fsck." + fstype, dirs)
+    if tool is None and fstype in _FSCK_ALT:
+        tool = proc.find_tool(_FSCK_ALT[fstype], dirs)
+    return tool
+
+
+def run_fsck(ctx, fstype, device, fsck_dir=None, param="root="):
+    """fsck -a when a checker for fstype is in the initramfs, as the DIY-initramfs guide's script does: exit 0/1
+    go on, 2 ("errors corrected, system should be rebooted", fsck(8)) syncs and reboots, 4 and up (or a signal)
+    stop the boot with a BootError (rescue REPL with the report). Returns a summary."""
+    tool = find_fsck(fstype, (fsck_dir,) if fsck_dir else None)
+    if tool is None:
         return "no fsck.%s" % fstype
     argv = [tool, "-a", device]
     log.info("root: running %s" % " ".join(argv))
     from . import proc
 
     try:
-        code = proc.run(argv)
+        # e2fsck reads /proc/mounts to refuse a mounted filesystem; LC_ALL=C keeps its messages plain.
+        code = proc.run(argv, ["PATH=/sbin:/usr/sbin:/bin:/usr/bin", "LC_ALL=C"])
     except OSError as e:
-        raise BootError("root", "cannot run %s: %s" % (tool, oserror_text(e)), param="root=")
+        raise BootError("root", "cannot run %s: %s" % (tool, oserror_text(e)), param=param)
     meaning = fsck_exit_meaning(code)
     if meaning == "ok":
-        return "fsck.%s exit %d" % (fstype, code)
+        if code == 1:
+            log.notice("root: %s corrected errors on %s" % (tool, device))
+        return "%s exit %d" % (fsutil.basename(tool), code)
     if meaning == "reboot":
-        log.notice("root: %s corrected errors and asks for a reboot" % tool)
+        log.notice("root: %s corrected errors on %s and asks for a reboot" % (tool, device))
+        log.console("mpinit: %s repaired %s; rebooting as fsck(8) asks (exit code 2)" % (tool, device))
         sc.sync()
         sc.reboot(sc.RB_AUTOBOOT)
-        raise BootError("root", "%s asked for a reboot and reboot(2) returned" % tool, param="root=")
+        raise BootError("root", "%s asked for a reboot and reboot(2) returned" % tool, param=param)
     what = ("killed by signal %d" % -code) if code < 0 else ("exit code %d" % code)
-    raise BootError("root", "%s %s: %s; repair the filesystem by hand (e.g. %s -f %s in this shell's spawn)"
-                    % (tool, device, what, tool, device), param="root=",
-                    tried=[" ".join(argv)], seen=["fsck(8): 4 = errors left uncorrected, 8 = operational error"])
+    raise BootError("root", "%s %s: %s; the filesystem needs a manual repair: run(%r, %r) in this shell, then "
+                    "resume()" % (tool, device, what, tool, device), param=param,
+                    tried=[" ".join(argv)],
+                    seen=["fsck(8) exit codes: 4 errors left uncorrected, 8 operational error, 16 usage error, "
+                          "32 cancelled, 128 shared library error"])
 
 
 def _fstypes(opts, dev):
@@ -154,26 +243,38 @@ def mount_plain(ctx, undo):
         flags |= sc.MS_RDONLY  # the kernel's default (root_mountflags = MS_RDONLY | MS_SILENT, init/do_mounts.c)
     else:
         flags &= ~sc.MS_RDONLY
-    fsck = run_fsck(ctx, types[0], dev.path)
-    from . import fsmods
+    from . import devmapper, fsmods
 
+    path = devmapper.mount_path(dev)  # /dev/mapper/<name> for a dm device, as /proc/mounts shows it under dracut
+    fsck = run_fsck(ctx, types[0], path)
     for t in types:
         fsmods.ensure(ctx, t)
     tried = []
     errors = []
     fsutil.makedirs(contract.NEW_ROOT)
     for t in types:
-        tried.append("mount -t %s %s %s flags=0x%x data=%r" % (t, dev.path, contract.NEW_ROOT, flags, data))
+        tried.append("mount -t %s %s %s flags=0x%x data=%r" % (t, path, contract.NEW_ROOT, flags, data))
         try:
-            sc.mount(dev.path, contract.NEW_ROOT, t, flags, data or None)
+            sc.mount(path, contract.NEW_ROOT, t, flags, data or None)
         except OSError as e:
             errors.append("%s: %s" % (t, oserror_text(e)))
             continue
         undo.mounted(contract.NEW_ROOT)
         usr = mount_usr(ctx, undo)
-        return "%s (%s, %s)%s" % (dev.path, t, fsck, usr)
-    raise BootError("root", "cannot mount %s" % dev.path, param="rootfstype= / rootflags=", tried=tried,
+        return "%s (%s, %s)%s" % (path, t, fsck, usr)
+    raise BootError("root", "cannot mount %s" % path, param="rootfstype= / rootflags=", tried=tried,
                     seen=errors)
+
+
+def fstab_passno(text, mountpoint):
+    """The 6th field (fs_passno) of the fstab line mounting mountpoint: 0 means "do not check" (fstab(5));
+    a missing field is 0 too. None when there is no such line."""
+    for line in text.split("\n"):
+        fields = line.split()
+        if len(fields) >= 3 and not fields[0].startswith("#") and \
+                _unescape(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
+            return int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0
+    return None
 
 
 def fstab_entry(text, mountpoint):
@@ -233,11 +334,16 @@ def mount_usr(ctx, undo):
                         seen=_seen(blockdev, ctx))
     if fstype == "auto":
         fstype = dev.info.get("TYPE") or fstype
-    from . import fsmods
+    from . import devmapper, fsmods
 
     fsmods.ensure(ctx, fstype)
-    _mount(undo, dev.path, contract.NEW_ROOT + "/usr", fstype, flags, data or None, param="/etc/fstab /usr")
-    return ", /usr from %s" % dev.path
+    path = devmapper.mount_path(dev)
+    if fstab_passno(text, "/usr"):
+        fsck = run_fsck(ctx, fstype, path, param="/etc/fstab /usr")
+    else:
+        fsck = "fs_passno 0: not checked"
+    _mount(undo, path, contract.NEW_ROOT + "/usr", fstype, flags, data or None, param="/etc/fstab /usr")
+    return ", /usr from %s (%s)" % (path, fsck)
 
 
 def _seen(blockdev, ctx):
@@ -248,7 +354,7 @@ def _seen(blockdev, ctx):
 
 
 def run(ctx):
-    undo = _Undo()
+    undo = Undo()
     try:
         if ctx.opts.live is not None:
             return mount_live(ctx, undo)

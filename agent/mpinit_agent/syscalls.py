@@ -24,9 +24,14 @@
 #   access(path, mode) -> bool                           access(2) with R_OK/W_OK/X_OK/F_OK
 #   chroot(path) / chdir(path)
 #   open(path, flags, mode=0o644) -> fd / close(fd) / dup2(old, new) / read(fd, n) -> bytes / write(fd, data) -> n
+#   lseek(fd, offset, whence) -> new offset             lseek(2), whence SEEK_SET/SEEK_CUR/SEEK_END (on /dev/kmsg
+#                                                        SEEK_END = after the last record: kernlog.py)
 #   ioctl(fd, request, arg=0) -> int                     arg: int, or a bytearray passed by pointer (in/out)
 #   setsid() / set_ctty(fd)                              setsid(2) / ioctl(fd, TIOCSCTTY, 1)
-#   spawn(argv, env=None) -> pid                         fork + execve(argv[0]); child exits 127 if exec fails
+#   spawn(argv, env=None, stdin_data=None) -> pid        fork + execve(argv[0]); child exits 127 if exec fails;
+#                                                        stdin_data (bytes): the child's stdin is a pipe holding
+#                                                        them, then EOF (a secret for `cryptsetup --key-file=-`;
+#                                                        at most a pipe's 64 KiB, written before the wait)
 #   waitpid(pid, options=0) -> (pid, status)             wait status as the kernel gives it (see exit_code())
 #   execv(path, argv)                                    replaces this process (the hand-off to the real init)
 #   kill(pid, sig) / getpid() -> int / exit(code)        exit is _exit(2): no atexit, no flushing
@@ -41,16 +46,29 @@
 #   sysinfo() -> (uptime_s, totalram, freeram, sharedram, bufferram, totalswap, freeswap)   bytes
 #   uname() -> (sysname, nodename, release, version, machine)
 #   copy_range(in_fd, out_fd, count) -> n                copy_file_range(2), sendfile(2) fallback; 0 at EOF
+#   copy_direct(in_fd, out_fd, count, bufsize) -> n      read/write through a page-aligned buffer (in_fd opened
+#                                                        O_DIRECT); may copy up to 4095 bytes past count; 0 at EOF
 #   strerror(errno) -> str
 #   uptime_ms() -> int                                   CLOCK_BOOTTIME in ms (the kernel's printk clock)
 #   sleep_ms(ms)
 #   readline(prompt) -> str                              one console line without "\n"; EOFError at end of input
+#   Network (agent/native/netsys.c; addresses are "a.b.c.d" strings, socket addresses (address, port)):
+#   socket(family, type, proto=0) -> fd                  close-on-exec; close() it like any fd
+#   bind(fd, addr) / setsockopt(fd, level, option, value)   value an int or a str/bytes (SO_BINDTODEVICE)
+#   bind_netlink(fd, groups)                             a netlink socket to multicast groups (uevents: group 1)
+#   connect(fd, addr, timeout_ms)                        TCP connect, ETIMEDOUT after timeout_ms
+#   sendto(fd, data, addr=None) -> n                     None: on a connected socket; EPIPE, never SIGPIPE
+#   recvfrom(fd, n) -> (bytes, addr or None) / recv_into(fd, buf) -> n   0 / b"": the peer closed
+#   poll(fd, events, timeout_ms) -> revents              POLLIN/POLLOUT/POLLERR/POLLHUP; 0 after the timeout
+#   if_index(name) -> int / if_hwaddr(name) -> bytes(6) / if_flags(name) -> IFF_* (IFF_RUNNING = carrier)
+#   if_set_flags(name, flags) / if_set_addr(name, address, netmask)   OSError(errno, name) on failure
+#   route_add(dest, netmask, gateway, name)              SIOCADDRT; gateway None: on-link; "0.0.0.0" x2: default
 #   sha512([data]) -> object with update(data), digest() (native only: MicroPython's hashlib lacks it; CPython
 #                                                        code uses hashlib.sha512, so use() does not replace it)
 #
 # Constants (values from the kernel headers via `_linux`; linux_abi.py holds the same values for CPython and a test
 # checks them against the native module): MS_*, MNT_DETACH, MNT_FORCE, S_IF*, O_*, R_OK/W_OK/X_OK/F_OK,
-# RB_*, LOOP_*, KDSKBENT, TIOCSCTTY, *_MAGIC (statfs f_type), SIG*, E* (errno values MicroPython's errno lacks).
+# SEEK_*, RB_*, LOOP_*, KDSKBENT, TIOCSCTTY, TCGETS/TCSETS/ECHO/ICANON, *_MAGIC (statfs f_type), SIG*, E* (errno values MicroPython's errno lacks).
 
 try:
     from _linux import *  # noqa: F401,F403  (MicroPython: the native module)
@@ -66,6 +84,9 @@ NAMES = (
     "umask", "access", "chroot", "chdir", "open", "close", "dup2", "read", "write", "ioctl", "setsid", "set_ctty",
     "spawn", "waitpid", "execv", "kill", "getpid", "exit", "load_module", "loop_attach", "loop_detach", "reboot",
     "sync", "statfs", "sysinfo", "uname", "copy_range", "strerror", "uptime_ms", "sleep_ms", "readline",
+    "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_index", "if_hwaddr",
+    "if_flags", "if_set_flags", "if_set_addr", "route_add", "lseek", "bind_netlink",
+    "copy_direct",
 )
 
 
@@ -102,16 +123,33 @@ if _NATIVE:
     import builtins  # this module's own open() is the native one
     import time
 
-    def spawn(argv, env=None):
+    def spawn(argv, env=None, stdin_data=None):
+        rfd = wfd = -1
+        if stdin_data is not None:
+            rfd, wfd = _linux.pipe()
         pid = _linux.fork()
         if pid == 0:
             try:
+                if rfd >= 0:
+                    _linux.dup2(rfd, 0)
                 if env is None:
                     _linux.execv(argv[0], argv)
                 else:
                     _linux.execve(argv[0], argv, env)
             finally:
                 _linux._exit(127)
+        if rfd >= 0:
+            _linux.close(rfd)
+            try:
+                view = memoryview(stdin_data)
+                while len(view):  # a pipe holds 64 KiB (pipe(7)): a secret fits, so this never blocks on us
+                    view = view[_linux.write(wfd, view):]
+            except OSError:
+                # The child exited without reading: EPIPE (SIGPIPE is not delivered to PID 1 without a handler,
+                # kernel/signal.c SIGNAL_UNKILLABLE); its exit code tells the caller.
+                pass
+            finally:
+                _linux.close(wfd)
         return pid
 
     def exit(code):

@@ -6,6 +6,11 @@
 // PID namespace (`unshare --pid --fork`, a container) shares the host's mounts, devices and sysctls, so PID 1
 // also has to find an initramfs at / (ramfs or tmpfs: the kernel's rootfs, init/do_mounts.c) before acting.
 // Any other name: a plain MicroPython (REPL, -c, -m), which is also how the tests and the rescue tools use it.
+//
+// Named "shutdown": the exitrd. The agent copies this binary to /run/initramfs/shutdown when a persistent layer is
+// mounted read-write; at the end of the live system's shutdown systemd-shutdown(8) pivots into /run/initramfs (a
+// tmpfs, so the ramfs/tmpfs guard below holds) and executes it as PID 1 with argv[0] "/shutdown" and argv[1] the
+// verb (src/shutdown/shutdown.c). It runs mpinit_agent.shutdown.start(verb): unmount /oldroot, sync, reboot(2).
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +30,11 @@
 #endif
 
 #define MPINIT_AGENT_CODE "import mpinit_agent.main; mpinit_agent.main.start()"
+#define MPINIT_SHUTDOWN_CODE "import mpinit_agent.shutdown; mpinit_agent.shutdown.start('%s')"
+
+// systemd-shutdown's verbs (src/shutdown/shutdown.c): only these reach the Python code, which is compiled from a
+// string with the verb in it; anything else becomes "" (the agent reboots, as dracut's shutdown does).
+static const char *const shutdown_verbs[] = { "reboot", "poweroff", "halt", "kexec", "exit", NULL };
 
 int __real_main(int argc, char **argv);
 int __wrap_main(int argc, char **argv);
@@ -37,11 +47,18 @@ static const char *base_name(const char *path) {
 int __wrap_main(int argc, char **argv) {
     pid_t pid = getpid();
     int named_init = argc > 0 && argv[0] != NULL && strcmp(base_name(argv[0]), "init") == 0;
-    if (pid != 1 && !named_init) {
+    int named_shutdown = argc > 0 && argv[0] != NULL && strcmp(base_name(argv[0]), "shutdown") == 0;
+    if (pid != 1 && !named_init && !named_shutdown) {
         return __real_main(argc, argv);
     }
     if (pid != 1) {
-        fprintf(stderr, "mpinit: /init must run as PID 1 (the kernel's init); refusing to act (pid %d)\n", (int)pid);
+        if (named_shutdown) {
+            fprintf(stderr, "mpinit: shutdown must run as PID 1 (systemd-shutdown's exitrd); refusing to act "
+                "(pid %d)\n", (int)pid);
+        } else {
+            fprintf(stderr, "mpinit: /init must run as PID 1 (the kernel's init); refusing to act (pid %d)\n",
+                (int)pid);
+        }
         return 2;
     }
     struct statfs root;
@@ -57,10 +74,20 @@ int __wrap_main(int argc, char **argv) {
     // argv is replaced, and MicroPython's own environment variables (ports/unix/main.c) are dropped.
     unsetenv("MICROPYPATH");
     unsetenv("MICROPYINSPECT");
+    static char shutdown_code[sizeof(MPINIT_SHUTDOWN_CODE) + 16];
+    if (named_shutdown) {
+        const char *verb = "";
+        for (int i = 0; argc > 1 && argv[1] != NULL && shutdown_verbs[i] != NULL; i++) {
+            if (strcmp(argv[1], shutdown_verbs[i]) == 0) {
+                verb = shutdown_verbs[i];
+            }
+        }
+        snprintf(shutdown_code, sizeof(shutdown_code), MPINIT_SHUTDOWN_CODE, verb);
+    }
     char *agent_argv[] = {
         argv[0] != NULL ? argv[0] : (char *)"/init",
         (char *)"-X", (char *)"heapsize=" MPINIT_HEAPSIZE,
-        (char *)"-c", (char *)MPINIT_AGENT_CODE,
+        (char *)"-c", named_shutdown ? shutdown_code : (char *)MPINIT_AGENT_CODE,
         NULL
     };
     int status = __real_main(5, agent_argv);

@@ -23,6 +23,8 @@ OURS_HANDOFF = "mpinit: handoff: switching to"
 PEER_HANDOFF = "bbinit: switch_root"
 OURS_VMHWM = "mpinit: bench: VmHWM:"
 PEER_VMHWM = "bbinit: VmHWM:"
+FLOOR_HANDOFF = "cinit: switch_root"   # bench/cinit/cinit.c, the C floor
+FLOOR_VMHWM = "cinit: VmHWM:"
 MARKER = "MPINIT-LIVE-OK"
 
 _STAMP = re.compile(r"\[\s*(\d+\.\d+)\]\s?")
@@ -169,8 +171,8 @@ PHASES = (
 
 
 def phase_times(output, side, what=None):
-    """{phase: ms} of PHASES, for side "ours" or "peer"; a phase whose lines are missing is left out (and so
-    is every later one)."""
+    """{phase: ms} of PHASES, for side "ours", "peer" or "floor" (the C floor logs the peer's lines with "cinit: "
+    for "bbinit: "); a phase whose lines are missing is left out (and so is every later one)."""
     ends = stage_end_stamps(output, ("modules", "devices", "root")) if side == "ours" else {}
     out = {}
     try:
@@ -182,7 +184,8 @@ def phase_times(output, side, what=None):
             if side == "ours":
                 t = ends[key] if kind == "stage" else stamp_of(output, key, what)
             else:
-                t = stamp_of(output, peer_line, what)
+                t = stamp_of(output, peer_line if side == "peer" else "cinit: " + peer_line[len("bbinit: "):],
+                             what)
         except (KeyError, ParseError):
             break
         out[name] = round((t - prev) * 1000)

@@ -15,8 +15,14 @@ COMMAND_MODULES = (
     "mpinit.cmd_archive",   # ls, extract
     "mpinit.cmd_modules",   # modules
     "mpinit.cmd_probe",     # probe
+    "mpinit.cmd_replay",    # replay
+    "mpinit.cmd_analyze",   # analyze
     "mpinit.cmd_qemu",      # qemu
     "mpinit.cmd_live",      # squash, live-image, live-iso
+    "mpinit.cmd_persistence",  # persistence-file
+    "mpinit.cmd_netboot",   # netboot-tree
+    "mpinit.cmd_uki",       # uki
+    "mpinit.cmd_hooks",     # install-hooks
     "mpinit.cmd_demo",      # demo
 )
 

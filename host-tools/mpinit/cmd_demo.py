@@ -4,7 +4,7 @@ Steps: the Debian cloud kernel (mpinit.kernel.ensure), an initramfs packed from 
 --modules generic-live`), the GPT demo disk (a FAT32 partition MPLIVE holding /live/filesystem.squashfs), a boot
 with `root=live:LABEL=MPLIVE`; the live root prints its MPINIT-LIVE-OK line and powers off. The summary reads the
 console: the time to the live root (the root's own uptime), the initramfs size, and the agent's stage timeline
-from its `mpinit: <stage>: ... (N ms)` lines.
+from its `mpinit: <stage>: ... (N ms)` lines, and writes the boot chart (`mpinit analyze`) beside the console log.
 """
 
 import re
@@ -91,11 +91,27 @@ def summary(result, initrd_size, initrd_path=None):
     return "\n".join(out)
 
 
+def boot_chart(log_path, svg_path):
+    """Write the boot chart of the demo's console log (mpinit analyze); the line pointing to it."""
+    from . import analyze, atomic
+
+    cmd = "mpinit analyze %s --svg %s" % (log_path, svg_path)
+    try:
+        boot = analyze.load(log_path)
+        atomic.write_bytes(svg_path, analyze.svg(boot).encode())
+    except (analyze.AnalyzeError, OSError) as e:
+        return "boot chart: not written (%s); `%s` makes one from a log" % (e, cmd)
+    return "boot chart:  %s (table and chart again: %s)" % (svg_path, cmd)
+
+
 def register(sub):
     p = sub.add_parser("demo", help="boot a live system in QEMU with the console here, then summarise",
                        description=__doc__)
     p.add_argument("--runtime", type=Path, default=None,
                    help="the /init binary (default: build/mpinit-init, from `python3 build.py runtime`)")
+    p.add_argument("--arch", choices=["x86_64", "arm64"], default="x86_64",
+                   help="the machine: x86_64 (default) or arm64 (Debian's cloud-arm64 kernel on qemu-system-aarch64 "
+                        "-M virt, the runtime of `build.py runtime --arch arm64`, an arm64 busybox live root)")
     p.add_argument("--append", default="", help="extra kernel parameters (e.g. toram, rd.break=premount)")
     p.add_argument("--memory", type=int, default=256, metavar="MB", help="guest memory (default 256)")
     p.add_argument("--timeout", type=float, default=180, metavar="S", help="kill QEMU after S seconds")
@@ -111,22 +127,28 @@ def run(args):
     from .runner import ToolError
     from .runner import run as run_tool
 
-    runtime = args.runtime or paths.runtime()
+    runtime = args.runtime or paths.runtime(args.arch)
     if not Path(runtime).is_file():
-        raise UsageError("--runtime %s: no such file (build it with `python3 build.py runtime`)" % runtime)
-    work = paths.build_dir() / "demo"
+        raise UsageError("--runtime %s: no such file (build it with `python3 build.py runtime --arch %s`)"
+                         % (runtime, args.arch))
+    work = paths.build_dir() / ("demo" if args.arch == "x86_64" else "demo-" + args.arch)
     work.mkdir(parents=True, exist_ok=True)
     try:
         print("mpinit demo: 1/4 the kernel (Debian's cloud kernel, drivers as modules)", flush=True)
-        k = kernel_mod.ensure()
+        k = kernel_mod.ensure(arch=args.arch)
         print("mpinit demo: 2/4 the initramfs: %s as /init, the agent, modules for %s" % (runtime, k.kver),
               flush=True)
         initrd = work / "initrd.img"
-        run_tool([sys.executable, "-m", "mpinit", "pack", "-o", initrd, "--init", runtime,
+        run_tool([sys.executable, "-m", "mpinit", "pack", "-o", initrd, "--init", runtime, "--arch", args.arch,
                   "--kernel-modules", k.modules_dir, "--modules", "generic-live"])
         print("mpinit demo: 3/4 the live medium (GPT disk, FAT32 partition MPLIVE, squashfs of a busybox root)",
               flush=True)
-        disk = media.ensure("gpt-vfat")
+        if args.arch == "x86_64":
+            disk = media.ensure("gpt-vfat")
+        else:
+            from . import archmedia
+
+            disk = archmedia.ensure("gpt-vfat", args.arch)   # the same disk with the arch's busybox
         append = (DEMO_APPEND + " " + args.append).strip()
         interactive = not args.no_interactive
         print("mpinit demo: 4/4 booting in QEMU (TCG) with: %s" % append, flush=True)
@@ -135,11 +157,12 @@ def run(args):
                   flush=True)
         result = qemu.boot(k.vmlinuz, initrd, disks=[disk.path], append=append, memory_mb=args.memory,
                            timeout_s=args.timeout, log_path=work / "console.log", interactive=interactive,
-                           echo=False)
+                           echo=False, arch=args.arch)
         if not interactive:
             sys.stdout.write(result.output)
     except ToolError as e:
         raise UsageError(str(e))
     print(summary(result, initrd.stat().st_size, initrd))
     print("console log: %s" % (work / "console.log"))
+    print(boot_chart(work / "console.log", work / "boot.svg"))
     return 0 if result.ok else 1

@@ -11,13 +11,17 @@ from pathlib import Path
 
 
 def register(sub):
-    p = sub.add_parser("squash", help="make a squashfs image of a root directory for live media",
-                       description="mksquashfs with live-media defaults: the contents of proc, sys, dev, run and "
-                                   "tmp left out, the output left out when inside the root, a root without an "
-                                   "init refused.")
+    p = sub.add_parser("squash", help="make a squashfs (or EROFS) image of a root directory for live media",
+                       description="mksquashfs (or mkfs.erofs with --format erofs) with live-media defaults: the "
+                                   "contents of proc, sys, dev, run and tmp left out, the output left out when "
+                                   "inside the root, a root without an init refused.")
     p.add_argument("root", type=Path, metavar="ROOTDIR", help="the root directory")
-    p.add_argument("-o", "--output", required=True, type=Path, metavar="IMAGE", help="the squashfs to write")
-    p.add_argument("--comp", default="xz", choices=("xz", "zstd", "gzip"), help="compressor (default xz)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="IMAGE", help="the image to write")
+    p.add_argument("--format", default="squashfs", choices=("squashfs", "erofs"),
+                   help="image format (default squashfs; erofs: as Fedora 42+ and archiso's airootfs.erofs)")
+    p.add_argument("--comp", default=None, choices=("xz", "zstd", "gzip", "lz4hc", "lz4", "none"),
+                   help="compressor (squashfs: xz, zstd or gzip, default xz; erofs: lz4hc, lz4 or none, "
+                        "default lz4hc)")
     p.add_argument("--all-root", action="store_true", help="make every file owned by root (uid/gid 0)")
     p.add_argument("--exclude-file", type=Path, metavar="F",
                    help="more paths to leave out, one wildcard pattern per line ('/proc/*', '# comments')")
@@ -38,6 +42,15 @@ def register(sub):
     p.add_argument("--label", default=None, help="FAT label, used as root=live:LABEL=... (default MPINIT_LIVE)")
     p.add_argument("--append", default="", help="more kernel parameters (e.g. 'console=ttyS0 quiet')")
     p.add_argument("--uefi", action="store_true", help="also boot under UEFI (GRUB EFI as BOOTX64.EFI)")
+    p.add_argument("--uki", action="store_true",
+                   help="with --uefi: BOOTX64.EFI is a Unified Kernel Image (kernel + initramfs + command line, "
+                        "systemd-boot-efi's stub) instead of GRUB; see `mpinit uki`")
+    from .cmd_uki import add_sign_options
+
+    add_sign_options(p)
+    p.add_argument("--persistence", default=None, metavar="SIZE[,label=L][,fs=ext4]",
+                   help="add a persistence partition (ext4, label 'persistence', persistence.conf '/ union') and "
+                        "boot with `persistence`")
     p.set_defaults(func=run_live_image)
 
     p = sub.add_parser("live-iso", help="make an isohybrid ISO (ISOLINUX) that boots as a CD and as a disk",
@@ -59,7 +72,8 @@ def run_squash(args):
     from .squash import SquashError, build
 
     try:
-        build(args.root, args.output, comp=args.comp, all_root=args.all_root, exclude_file=args.exclude_file)
+        build(args.root, args.output, comp=args.comp, all_root=args.all_root, exclude_file=args.exclude_file,
+              fmt=args.format)
     except (SquashError, ToolError) as e:
         raise UsageError(str(e))
     return 0
@@ -69,15 +83,30 @@ def run_live_image(args):
     from .cli import UsageError
     from .fat import FatError
     from .liveimage import DEFAULT_LABEL, LiveError, build_disk_image
+    from .persistence import PersistenceError, parse_spec
     from .runner import ToolError
 
+    from .cmd_uki import sign_options
+    from .uki import UkiError
+
+    if args.uki and not args.uefi:
+        raise UsageError("--uki: the UKI is the UEFI boot loader: add --uefi")
+    if not args.uki and (args.sign_key or args.sign_cert):
+        raise UsageError("--sign-key/--sign-cert sign the UKI: add --uki")
     try:
+        persist = parse_spec(args.persistence) if args.persistence is not None else None
         plan = build_disk_image(args.kernel, args.initrd, args.squashfs, args.output,
-                                label=args.label or DEFAULT_LABEL, append=args.append, uefi=args.uefi)
-    except (LiveError, FatError, ToolError) as e:
+                                label=args.label or DEFAULT_LABEL, append=args.append, uefi=args.uefi,
+                                persistence=persist, uki=sign_options(args) if args.uki else None)
+    except (LiveError, FatError, ToolError, PersistenceError, UkiError) as e:
         raise UsageError(str(e))
-    print("mpinit live-image: wrote %s (%d MiB, FAT32 partition of %d MiB%s)"
-          % (args.output, plan.total_size >> 20, plan.part_size >> 20, ", BIOS + UEFI" if args.uefi else ", BIOS"))
+    extra = (", persistence partition of %d MiB labelled %s" % (persist.size >> 20, persist.label)) if persist else ""
+    from .arch import of_kernel   # an arm64 kernel: UEFI-only media
+
+    print("mpinit live-image: wrote %s (%d MiB, FAT32 partition of %d MiB%s%s)"
+          % (args.output, args.output.stat().st_size >> 20, plan.part_size >> 20,
+             (", UEFI" if not of_kernel(args.kernel).bios else ", BIOS + UEFI" if args.uefi else ", BIOS")
+             + (" (UKI%s)" % (", signed" if args.sign_key else "") if args.uki else ""), extra))
     return 0
 
 

@@ -37,6 +37,9 @@ def register(sub):
     p.add_argument("-o", "--output", required=True, type=Path, metavar="OUT", help="image to write (atomically)")
     p.add_argument("--init", type=Path, metavar="PATH",
                    help="the /init binary (default: the runtime from `build.py runtime`, build/mpinit-init)")
+    p.add_argument("--arch", choices=["x86_64", "arm64"], default=None,
+                   help="the CPU the image is for (default: --init's, else the module tree's, else this "
+                        "machine's); picks the runtime of `build.py runtime --arch ARCH` (build/arm64/mpinit-init)")
     g = p.add_argument_group("contents")
     g.add_argument("--dir", dest="directories", action="append", default=[], type=Path, metavar="DIR",
                    help="add a directory's contents at the image root (CONFIG_INITRAMFS_SOURCE style)")
@@ -52,6 +55,12 @@ def register(sub):
                    help="console keymap: a kbd keymap (converted with loadkeys -b) or a busybox binary keymap")
     g.add_argument("--hook", dest="hooks", action="append", default=[], type=Path, metavar="FILE",
                    help="a Python hook (*.py) copied to /etc/mpinit/hooks")
+    g = p.add_argument_group("storage stacks (installed systems)")
+    g.add_argument("--luks", action="store_true",
+                   help="cryptsetup with its libraries, dm_crypt and the crypto modules LUKS needs")
+    g.add_argument("--mdadm", action="store_true", help="mdadm and the md RAID modules (md_mod, raid1, ...)")
+    g.add_argument("--lvm", action="store_true", help="lvm with its libraries and dm_mod")
+    g.add_argument("--crypttab", type=Path, metavar="FILE", help="baked in as /etc/crypttab (checked first)")
     g = p.add_argument_group("configuration")
     g.add_argument("--config", type=Path, metavar="FILE", help="baked-in configuration (JSON, see contract.py)")
     g.add_argument("--cmdline", metavar="TEXT", help="default boot options (the kernel command line wins)")
@@ -89,12 +98,18 @@ def options(args):
             raise UsageError("--kver %r: a kernel version, not a path (use --kernel-modules DIR)" % args.kver)
         module_dir = Path("/lib/modules") / args.kver
     modules = [m for group in args.modules for m in group] if args.modules else None
+    arch = args.arch
+    if arch is None and args.init is None and module_dir is not None:
+        from .arch import of_module_tree
+
+        found = of_module_tree(module_dir)   # an arm64 kernel's modules: the arm64 runtime
+        arch = found.name if found else None
     opts = PackOptions(
-        init=args.init or runtime(), directories=args.directories, lists=args.lists, adds=args.adds,
+        init=args.init or runtime(arch), directories=args.directories, lists=args.lists, adds=args.adds,
         binaries=args.binaries, config_file=args.config, cmdline=args.cmdline, module_dir=module_dir,
         modules=modules, host_only=args.host_only, strict=args.strict, modprobe_d=args.modprobe_d,
         hooks=args.hooks, keymap=args.keymap, compression=args.compress, kernel_config=args.kernel_config,
-        early=args.early)
+        early=args.early, luks=args.luks, mdadm=args.mdadm, lvm=args.lvm, crypttab=args.crypttab, arch=arch)
     if args.firmware_dirs:
         opts.firmware_dirs = args.firmware_dirs
     return opts

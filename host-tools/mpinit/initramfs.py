@@ -47,6 +47,11 @@ class PackOptions:
     level: int | None = None
     kernel_config: Path | None = None
     early: list = field(default_factory=list)         # uncompressed cpio archives put first (CPU microcode)
+    luks: bool = False                                # --luks, --mdadm, --lvm, --crypttab: storagekit.py
+    mdadm: bool = False
+    lvm: bool = False
+    crypttab: Path | None = None
+    arch: str | None = None                           # --arch: x86_64/arm64; None = /init's (mpinit.arch)
 
 
 @dataclass
@@ -249,6 +254,12 @@ def build(opts: PackOptions) -> PackResult:
     except compress.CompressError as e:
         raise PackError(str(e))
     conf = load_config(opts)
+    from . import storagekit
+
+    try:
+        opts, kit_warnings = storagekit.expand(opts)
+    except storagekit.KitError as e:
+        raise PackError(str(e))
     early = []
     for path in opts.early:
         try:
@@ -266,9 +277,17 @@ def build(opts: PackOptions) -> PackResult:
     except OSError as e:
         hint = " (build it with `python3 build.py runtime` or give --init)" if e.errno == 2 else ""
         raise PackError("--init %s: %s%s" % (opts.init, e.strerror, hint))
+    from . import arch as archmod
+
+    try:
+        # /init, the module tree and every ELF program must be for one CPU (build.py runtime --arch).
+        archmod.check_image(opts.init, init_data, opts.arch, opts.module_dir,
+                            list(opts.binaries) + [src for src, _ in opts.adds], opts.host_only)
+    except archmod.ArchError as e:
+        raise PackError(str(e))
 
     tree = Tree(mtime=source_date_epoch())
-    warnings = []
+    warnings = list(kit_warnings)
     modules = []
     try:
         base_tree(tree, init_data)
@@ -309,6 +328,10 @@ def build(opts: PackOptions) -> PackResult:
                 raise PackError(str(e))
         for hook in opts.hooks:
             add_hook(tree, hook)
+        try:
+            storagekit.add_files(tree, opts)
+        except storagekit.KitError as e:
+            raise PackError(str(e))
         text = json.dumps(conf, indent=1, sort_keys=True) + "\n"
         tree.add_file(contract.CONFIG_PATH, text.encode(), 0o644, source="config")
     except TreeError as e:

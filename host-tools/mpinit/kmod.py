@@ -36,6 +36,18 @@ MODULE_SETS = {
         # (CONFIG_FAT_DEFAULT_IOCHARSET="ascii"; without it a vfat mount fails with EINVAL)
         "squashfs", "overlay", "loop", "vfat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8", "isofs",
         "ext4", "exfat",
+        # EROFS live images (Fedora 42+, archiso's airootfs.erofs); sticks formatted NTFS (the kernel's ntfs3
+        # driver) and UDF discs and images (DVDs, UDF bridge ISOs)
+        "erofs", "ntfs3", "udf",
+    ],
+    # Network boot (agent net.py): Ethernet drivers for VMs, clouds and common PCs; coldplug loads the one the
+    # machine has. Debian's cloud kernel ships only the VM/cloud ones (virtio_net, vmxnet3, hv_netvsc,
+    # xen-netfront, ena, gve); names a kernel lacks are skipped with a warning (--strict refuses them).
+    "generic-net": [
+        "virtio_pci", "virtio_net", "e1000", "e1000e", "igb", "igc", "ixgbe", "i40e", "r8169", "tg3", "bnx2",
+        "8139cp", "8139too", "pcnet32", "vmxnet3", "hv_netvsc", "xen_netfront", "ena", "gve",
+        # USB Ethernet adapters
+        "usbnet", "cdc_ether", "r8152", "ax88179_178a",
     ],
 }
 

@@ -13,8 +13,9 @@ Disk image (`build_disk_image`), all made in an image file without root or a loo
 --uefi puts a GRUB EFI binary (grub-mkimage from grub-efi-amd64-bin, modules built in, no files besides grub.cfg)
 on the same FAT partition as the removable-media path \\EFI\\BOOT\\BOOTX64.EFI. Why GRUB: it is one Debian package
 that installs everywhere; the boot entry is an editable text file holding the same kernel command line as
-syslinux.cfg; the kernel and initramfs are not duplicated. (A unified kernel image would need systemd-boot-efi's
-stub and objcopy section surgery and bakes the command line in; the kernel's own EFI stub as BOOTX64.EFI gets no
+syslinux.cfg; the kernel and initramfs are not duplicated. (--uki instead makes BOOTX64.EFI a Unified Kernel Image
+(mpinit.uki: systemd-boot-efi's stub with the kernel, the initramfs and the command line baked in), which can be
+signed for Secure Boot; the kernel's own EFI stub as BOOTX64.EFI gets no
 command line or initrd from the firmware's removable-media boot, and startup.nsh only runs where an EFI shell is
 the fallback, which real machines rarely have.) UEFI firmware reads any FAT partition of an MBR disk, so one
 partition serves both firmwares.
@@ -25,6 +26,12 @@ With uefi=True a second El Torito entry (platform EFI) points at isolinux/efiboo
 kind of GRUB as BOOTX64.EFI, and -isohybrid-gpt-basdat lists that image in the hybrid MBR/GPT too (UEFI from a
 USB stick). The firmware gives GRUB the El Torito image, not the ISO, so GRUB's embedded first config finds the
 ISO 9660 volume by its label and reads /EFI/BOOT/grub.cfg there.
+
+arm64 (picked from the kernel image: an arm64 Image): no BIOS, so UEFI only and --uefi is required. The disk image
+is the same MBR + FAT32 without SYSLINUX (the MBR's boot code stays zero), with GRUB's arm64 EFI image (grub-mkimage
+-O arm64-efi from grub-efi-arm64-bin) as \\EFI\\BOOT\\BOOTAA64.EFI; the ISO has only the El Torito EFI entry, and
+the same FAT image appended as a second MBR partition of type 0xEF (xorriso -append_partition), which UEFI
+firmware boots from a USB stick.
 
 The root= spellings are the agent's (dracut's): root=live:LABEL=x finds a filesystem by label, root=live:CDLABEL=x
 an ISO 9660 volume by its label; both then look for /live/filesystem.squashfs on it.
@@ -38,6 +45,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import arch as archmod
 from . import fat
 from .runner import ToolError, find_tool, run
 
@@ -73,6 +81,7 @@ class Inputs:
     kernel: Path
     initrd: Path
     squashfs: Path
+    arch: archmod.Arch = archmod.ARCHES["x86_64"]   # the kernel's
 
 
 def check_inputs(kernel, initrd, squashfs):
@@ -85,17 +94,19 @@ def check_inputs(kernel, initrd, squashfs):
             raise LiveError("%s %s: not a regular file" % (flag, path))
         if path.stat().st_size == 0:
             raise LiveError("%s %s: empty file" % (flag, path))
-    with open(kernel, "rb") as f:
-        head = f.read(0x210)
-    # Documentation/x86/boot.rst: a bzImage has the magic "HdrS" at offset 0x202 of its real-mode header.
-    if head[0x202:0x206] != b"HdrS":
-        raise LiveError("--kernel %s: not an x86 bzImage (no 'HdrS' at offset 0x202)" % kernel)
+    # Documentation/arch/x86/boot.rst: a bzImage has the magic "HdrS" at offset 0x202 of its real-mode header;
+    # Documentation/arch/arm64/booting.rst: an arm64 Image has "ARM\x64" at 0x38 (mpinit.arch.of_kernel).
+    try:
+        arch = archmod.of_kernel(kernel)
+    except archmod.ArchError:
+        raise LiveError("--kernel %s: not an x86 bzImage (no 'HdrS' at offset 0x202) nor an arm64 Image (no "
+                        "'ARM\\x64' at 0x38)" % kernel) from None
     with open(squashfs, "rb") as f:
         magic = f.read(4)
     # fs/squashfs/squashfs_fs.h SQUASHFS_MAGIC 0x73717368, little-endian on disk: "hsqs".
     if magic != b"hsqs":
         raise LiveError("--squashfs %s: not a squashfs image (no 'hsqs' magic)" % squashfs)
-    return Inputs(kernel, initrd, squashfs)
+    return Inputs(kernel, initrd, squashfs, arch)
 
 
 def check_iso_label(label):
@@ -133,13 +144,15 @@ def syslinux_cfg(line, kernel="/vmlinuz", initrd="/initrd.img"):
             "  APPEND %s\n" % (kernel, initrd, line))
 
 
-def grub_cfg(line, kernel="/vmlinuz", initrd="/initrd.img"):
-    """grub.cfg for the EFI loader: $root is already the partition GRUB was loaded from (prefix has no device)."""
+def grub_cfg(line, kernel="/vmlinuz", initrd="/initrd.img", serial=True):
+    """grub.cfg for the EFI loader: $root is already the partition GRUB was loaded from (prefix has no device).
+    serial=False (arm64): GRUB's `serial` knows PC UARTs only; there the firmware's console, which GRUB's
+    `console` terminal writes to, is the serial port already."""
     return ("set timeout=0\n"
             "set default=0\n"
-            "serial --unit=0 --speed=115200\n"
-            "terminal_output console serial\n"
-            "terminal_input console serial\n"
+            + ("serial --unit=0 --speed=115200\n"
+               "terminal_output console serial\n"
+               "terminal_input console serial\n" if serial else "") +
             "\n"
             "menuentry \"mpinit live\" {\n"
             "  linux %s %s\n"
@@ -209,12 +222,15 @@ def _tool_file(path, package):
     return path
 
 
-def make_grub_efi(out, early_cfg=None):
-    """BOOTX64.EFI with every module it needs built in; it reads /EFI/BOOT/grub.cfg from its own partition.
-    early_cfg: a file embedded as GRUB's first config (the ISO's finds the CD by label before reading grub.cfg)."""
-    if not GRUB_EFI_DIR.is_dir():
-        raise ToolError("%s: not found (Debian package grub-efi-amd64-bin)" % GRUB_EFI_DIR)
-    argv = [find_tool("grub-mkimage", "grub-common"), "-O", "x86_64-efi", "-d", GRUB_EFI_DIR, "-p", "/EFI/BOOT",
+def make_grub_efi(out, early_cfg=None, arch="x86_64"):
+    """BOOTX64.EFI (BOOTAA64.EFI for arm64) with every module it needs built in; it reads /EFI/BOOT/grub.cfg from
+    its own partition. early_cfg: a file embedded as GRUB's first config (the ISO's finds the CD by label before
+    reading grub.cfg)."""
+    arch = archmod.get(arch)
+    grub_dir = GRUB_EFI_DIR if arch.name == "x86_64" else Path("/usr/lib/grub") / arch.grub_target
+    if not grub_dir.is_dir():
+        raise ToolError("%s: not found (Debian package %s)" % (grub_dir, arch.grub_package))
+    argv = [find_tool("grub-mkimage", "grub-common"), "-O", arch.grub_target, "-d", grub_dir, "-p", "/EFI/BOOT",
             "-o", out]
     if early_cfg:
         argv += ["-c", early_cfg]
@@ -230,20 +246,31 @@ def grub_iso_early_cfg(label):
             "configfile $prefix/grub.cfg\n" % label)
 
 
-def make_efi_boot_image(out, efi_binary):
-    """The El Torito EFI boot image: a small FAT holding \\EFI\\BOOT\\BOOTX64.EFI (the UEFI specification's
-    removable-media path, which firmware also uses for CDs)."""
+def make_efi_boot_image(out, efi_binary, name="BOOTX64.EFI"):
+    """The El Torito EFI boot image: a small FAT holding \\EFI\\BOOT\\BOOTX64.EFI (BOOTAA64.EFI on arm64: the
+    UEFI specification's removable-media path, which firmware also uses for CDs)."""
     size = (efi_binary.stat().st_size + 512 * 1024 + MIB - 1) // MIB * MIB
     with open(out, "wb") as f:
         f.truncate(size)
     fat.mkfs(out, 0, size, "EFIBOOT", hidden_sectors=0, serial=0x4D504E54, fat32=False)
     fat.mkdirs(out, 0, ["/EFI/BOOT"])
-    fat.copy_in(out, 0, efi_binary, "/EFI/BOOT/BOOTX64.EFI")
+    fat.copy_in(out, 0, efi_binary, "/EFI/BOOT/" + name)
     return out
 
 
-def build_disk_image(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", uefi=False):
-    """Write the live disk image to `output` atomically; returns the DiskPlan."""
+def _need_uefi(arch, uefi):
+    if not arch.bios and not uefi:
+        raise LiveError("--kernel: an %s kernel; %s machines boot from UEFI only: add --uefi" % (arch.name, arch.name))
+
+
+def build_disk_image(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", uefi=False,
+                     persistence=None, uki=None):
+    """Write the live disk image to `output` atomically; returns the DiskPlan. persistence: a
+    mpinit.persistence.Spec for a second partition holding a persistence filesystem (and `persistence` is added to
+    the command line unless --append already chooses). uki: with uefi, a dict of mpinit.uki.build() options
+    (sign_key, sign_cert, password_file, os_release; {} for none): \\EFI\\BOOT\\BOOTX64.EFI is then a Unified
+    Kernel Image of the kernel, the initramfs and the same command line, which the firmware starts directly
+    (no GRUB, no grub.cfg; signed, it boots under Secure Boot)."""
     output = Path(output)
     fat.check_label(label)
     inp = check_inputs(kernel, initrd, squashfs)
@@ -255,22 +282,39 @@ def build_disk_image(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, appe
         if path.stat().st_size > FAT_MAX_FILE:
             raise LiveError("%s %s: %d bytes, more than a FAT32 file can hold (4 GiB - 1); use live-iso"
                             % (flag, path, path.stat().st_size))
-    boot_code = _tool_file(SYSLINUX_MBR, "syslinux-common").read_bytes()
-    syslinux = find_tool("syslinux", "syslinux")
+    arch = inp.arch
+    _need_uefi(arch, uefi)
+    bios = arch.bios
+    if bios:
+        boot_code = _tool_file(SYSLINUX_MBR, "syslinux-common").read_bytes()
+        syslinux = find_tool("syslinux", "syslinux")
+    else:
+        boot_code = b""   # no BIOS to run MBR code: the table alone, for the firmware to find the FAT partition
+    if persistence is not None and not _PERSIST_WORDS.intersection(w.split("=")[0] for w in append.split()):
+        append = (append + " persistence").strip()
     line = cmdline("live:LABEL=%s" % label, append)
     with tempfile.TemporaryDirectory(prefix=".mpinit-live.", dir=output.parent) as td:
         td = Path(td)
-        (td / "syslinux.cfg").write_text(syslinux_cfg(line))
         sha = sha256_line(inp.squashfs, Path(LIVE_IMAGE).name)
         (td / "sha256").write_text(sha)
-        files = [(inp.kernel, "/vmlinuz"), (inp.initrd, "/initrd.img"), (td / "syslinux.cfg", "/syslinux/syslinux.cfg"),
+        files = [(inp.kernel, "/vmlinuz"), (inp.initrd, "/initrd.img"),
                  (inp.squashfs, LIVE_IMAGE), (td / "sha256", LIVE_IMAGE + ".sha256")]
-        if uefi:
-            make_grub_efi(td / "BOOTX64.EFI")
-            (td / "grub.cfg").write_text(grub_cfg(line))
-            files += [(td / "BOOTX64.EFI", "/EFI/BOOT/BOOTX64.EFI"), (td / "grub.cfg", "/EFI/BOOT/grub.cfg")]
+        if bios:
+            (td / "syslinux.cfg").write_text(syslinux_cfg(line))
+            files.insert(2, (td / "syslinux.cfg", "/syslinux/syslinux.cfg"))
+        if uefi and uki is not None:
+            from . import uki as ukimod
+
+            ukimod.build(inp.kernel, inp.initrd, td / arch.efi_boot_file, cmdline=line, **uki)
+            files.append((td / arch.efi_boot_file, "/EFI/BOOT/" + arch.efi_boot_file))
+        elif uefi:
+            make_grub_efi(td / arch.efi_boot_file, arch=arch)
+            (td / "grub.cfg").write_text(grub_cfg(line, serial=bios))
+            files += [(td / arch.efi_boot_file, "/EFI/BOOT/" + arch.efi_boot_file),
+                      (td / "grub.cfg", "/EFI/BOOT/grub.cfg")]
         # ldlinux.sys + ldlinux.c32 (~150 KiB) and the directories
-        plan = plan_disk([src.stat().st_size for src, _ in files], extra=LDLINUX_C32.stat().st_size + 64 * 1024)
+        plan = plan_disk([src.stat().st_size for src, _ in files],
+                         extra=(LDLINUX_C32.stat().st_size if bios else 0) + 64 * 1024)
         tmp = td / "disk.img"
         with open(tmp, "wb") as f:
             f.truncate(plan.total_size)  # sparse
@@ -283,11 +327,21 @@ def build_disk_image(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, appe
         fat.mkdirs(tmp, off, sorted({str(Path(dest).parent) for _, dest in files} - {"/"}))
         for src, dest in files:
             fat.copy_in(tmp, off, src, dest)
-        run([syslinux, "--offset", str(off), "--install", "--directory", "/syslinux", tmp])
+        if bios:
+            run([syslinux, "--offset", str(off), "--install", "--directory", "/syslinux", tmp])
         with open(tmp, "r+b") as f:
             f.write(mbr(boot_code, off // SECTOR, plan.part_size // SECTOR, disk_id))
+        if persistence is not None:
+            from .persistence import append_partition
+
+            append_partition(tmp, persistence, td)
         _publish(tmp, output)
     return plan
+
+
+# Kernel parameters that already say whether (and how) to use persistence (docs/agent.md).
+_PERSIST_WORDS = {"persistence", "nopersistence", "persistent", "nopersistent", "mpinit.persist", "rd.overlay",
+                  "rd.live.overlay", "cow_label", "cow_device"}
 
 
 def build_iso(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", uefi=False):
@@ -300,6 +354,9 @@ def build_iso(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", 
         raise LiveError("-o %s: is a directory" % output)
     if not output.parent.is_dir():
         raise LiveError("-o %s: directory %s does not exist" % (output, output.parent))
+    _need_uefi(inp.arch, uefi)
+    if not inp.arch.bios:
+        return _build_efi_only_iso(inp, output, label, append)
     isolinux = _tool_file(ISOLINUX_BIN, "isolinux")
     isohdpfx = _tool_file(ISOHDPFX_BIN, "isolinux")
     ldlinux = _tool_file(LDLINUX_C32, "syslinux-common")
@@ -327,6 +384,33 @@ def build_iso(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", 
         argv = [xorriso, "-as", "mkisofs", "-o", tmp, "-V", label, "-iso-level", "3", "-R", "-J",
                 "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot",
                 "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", isohdpfx] + efi + ["-graft-points"]
+        argv += ["%s=%s" % (dest, _graft_escape(src)) for dest, src in grafts]
+        run(argv)
+        _publish(tmp, output)
+
+
+def _build_efi_only_iso(inp, output, label, append):
+    """The ISO for a machine without a BIOS (arm64): El Torito's EFI entry only, and the same FAT boot image as
+    partition 2 (type 0xEF) of the ISO's MBR for booting it from a USB stick (xorriso -append_partition, as
+    Debian's own arm64 installer images do)."""
+    arch = inp.arch
+    xorriso = find_tool("xorriso", "xorriso")
+    line = cmdline("live:CDLABEL=%s" % label, append)
+    with tempfile.TemporaryDirectory(prefix=".mpinit-live.", dir=output.parent) as td:
+        td = Path(td)
+        (td / "sha256").write_text(sha256_line(inp.squashfs, Path(LIVE_IMAGE).name))
+        (td / "early.cfg").write_text(grub_iso_early_cfg(label))
+        make_grub_efi(td / arch.efi_boot_file, early_cfg=td / "early.cfg", arch=arch)
+        (td / "grub.cfg").write_text(grub_cfg(line, serial=False))
+        make_efi_boot_image(td / "efiboot.img", td / arch.efi_boot_file, name=arch.efi_boot_file)
+        grafts = [("vmlinuz", inp.kernel), ("initrd.img", inp.initrd), (LIVE_IMAGE[1:], inp.squashfs),
+                  (LIVE_IMAGE[1:] + ".sha256", td / "sha256"), ("EFI/BOOT/grub.cfg", td / "grub.cfg"),
+                  ("EFI/BOOT/" + arch.efi_boot_file, td / arch.efi_boot_file),
+                  ("EFI/efiboot.img", td / "efiboot.img")]
+        tmp = td / "live.iso"
+        argv = [xorriso, "-as", "mkisofs", "-o", tmp, "-V", label, "-iso-level", "3", "-R", "-J",
+                "-e", "EFI/efiboot.img", "-no-emul-boot", "-append_partition", "2", "0xef", td / "efiboot.img",
+                "-graft-points"]
         argv += ["%s=%s" % (dest, _graft_escape(src)) for dest, src in grafts]
         run(argv)
         _publish(tmp, output)

@@ -48,8 +48,20 @@ OS_RELEASE = 'NAME="mpinit test live root"\nID=mpinit-test\nPRETTY_NAME="mpinit 
 DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp", "root", "mnt")
 
 
-def busybox_path():
-    """The static busybox to put in the root (busybox-static's /bin/busybox)."""
+def busybox_path(arch=None):
+    """The static busybox to put in the root (busybox-static's /bin/busybox). arch: another architecture's
+    (e.g. "arm64"): Debian's busybox-static for it, downloaded and unpacked into build/busybox-<arch>."""
+    from . import arch as archmod
+
+    if arch and archmod.get(arch) is not archmod.native():
+        from .paths import build_dir
+
+        a = archmod.get(arch)
+        root = archmod.fetch_deb("busybox-static", a, build_dir() / ("busybox-" + a.name))
+        path = root / "bin" / "busybox"
+        if not path.is_file() or archmod.of_elf(path) is not a:
+            raise ToolError("%s: not a %s busybox" % (path, a.name))
+        return path
     path = Path(find_tool("busybox", "busybox-static"))
     head = path.read_bytes()[:4096]
     if b"ld-linux" in head or b"/lib64/ld" in head:
@@ -81,7 +93,10 @@ def build_tree(dest, init=True, applets=True, extra_files=None, busybox=None):
     shutil.copyfile(busybox, dest / "bin" / "busybox")
     (dest / "bin" / "busybox").chmod(0o755)
     if applets:
-        proc = run([busybox, "--list-full"], capture=True, echo=False)
+        from .arch import run_prefix
+
+        # Another architecture's busybox lists its applets under qemu-user.
+        proc = run(run_prefix(busybox) + [busybox, "--list-full"], capture=True, echo=False)
         for rel in proc.stdout.decode().split():
             link = dest / rel
             if rel in ("bin/busybox", "sbin/init", "linuxrc") or link.exists() or link.is_symlink():

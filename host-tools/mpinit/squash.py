@@ -1,4 +1,5 @@
-"""`mpinit squash`: a root directory -> a squashfs image for live media, with the classic guides' defaults.
+"""`mpinit squash`: a root directory -> a squashfs (or, with --format erofs, an EROFS) image for live media, with
+the classic guides' defaults.
 
 What mksquashfs is told, and why:
 - the contents of proc, sys, dev, run and tmp are left out but the directories stay (they are mount points the
@@ -7,6 +8,13 @@ What mksquashfs is told, and why:
 - `-noappend` (a fresh image, never added to an old one); xz gets a 1 MiB block (better ratio for a read-mostly
   image, as archiso and live-build do); zstd and gzip keep mksquashfs' 128 KiB default;
 - `--all-root` makes every file owned by root (a root tree unpacked by a normal user is owned by that user).
+
+EROFS (`--format erofs`, mkfs.erofs from erofs-utils), the format Fedora's live media use since release 42 and
+archiso offers as airootfs.erofs: the same exclusions (as `--exclude-regex`/`--exclude-path`, since mkfs.erofs
+has no wildcard files), lz4hc at its highest level with 64 KiB physical clusters (`-C65536`, dracut's erofs
+module's choice, to compress about as well as squashfs' 128 KiB blocks) and tail packing (`-Eztailpacking`);
+`lz4` and `none` are the other choices (the kernel reads LZMA-compressed EROFS only when built with
+CONFIG_EROFS_FS_ZIP_LZMA, which Debian's kernels are not, so it is not offered).
 
 A root is refused unless the kernel could start something in it: the names the kernel itself tries, in its order
 (init/main.c, kernel_init(): /sbin/init, /etc/init, /bin/init, /bin/sh), followed through symlinks *inside* the
@@ -29,6 +37,8 @@ INIT_CANDIDATES = ("sbin/init", "etc/init", "bin/init", "bin/sh")
 EMPTY_DIRS = ("proc", "sys", "dev", "run", "tmp")
 
 COMPRESSORS = ("xz", "zstd", "gzip")
+EROFS_COMPRESSORS = ("lz4hc", "lz4", "none")
+FORMATS = ("squashfs", "erofs")
 
 # Linux follows at most 40 symlinks in one lookup (fs/namei.c MAXSYMLINKS); we use the same limit.
 MAX_SYMLINKS = 40
@@ -163,10 +173,64 @@ def mksquashfs_argv(root, tmp_out, comp="xz", all_root=False, exclude_file=None,
     return argv
 
 
-def build(root, output, comp="xz", all_root=False, exclude_file=None, progress=None, out=None):
+def glob_to_ere(pattern):
+    """A mksquashfs -wildcards pattern (relative to the root) as a POSIX extended regex for mkfs.erofs
+    --exclude-regex, anchored at both ends: `*` and `?` stay within one path component, `[...]` is kept."""
+    out = ["^"]
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            j = pattern.find("]", i + 1)
+            if j < 0:
+                out.append("\\[")
+            else:
+                body = pattern[i + 1:j]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body + "]")
+                i = j
+        elif c in ".^$+(){}|\\":
+            out.append("\\" + c)
+        else:
+            out.append(c)
+        i += 1
+    out.append("$")
+    return "".join(out)
+
+
+def mkfs_erofs_argv(root, tmp_out, patterns, comp="lz4hc", all_root=False, exclude_paths=()):
+    """The mkfs.erofs command line: `patterns` are wildcard patterns (as for mksquashfs), `exclude_paths` exact
+    paths relative to the root."""
+    if comp not in EROFS_COMPRESSORS:
+        raise SquashError("--comp %s: not one of %s for EROFS" % (comp, ", ".join(EROFS_COMPRESSORS)))
+    argv = [find_tool("mkfs.erofs", "erofs-utils"), "--quiet"]
+    if comp == "lz4hc":
+        argv += ["-zlz4hc,12", "-C65536", "-Eztailpacking"]
+    elif comp == "lz4":
+        argv += ["-zlz4", "-C65536", "-Eztailpacking"]
+    if all_root:
+        argv.append("--all-root")
+    for p in exclude_paths:
+        argv.append("--exclude-path=%s" % p)
+    for p in patterns:
+        argv.append("--exclude-regex=%s" % glob_to_ere(p))
+    return argv + [str(tmp_out), str(root)]
+
+
+def build(root, output, comp=None, all_root=False, exclude_file=None, progress=None, out=None, fmt="squashfs"):
     """Make `output` from `root`; returns (image bytes, file data bytes). Atomic: nothing is left at `output`
-    (or beside it) on failure. progress: mksquashfs' progress bar (default: when stdout is a terminal)."""
+    (or beside it) on failure. progress: mksquashfs' progress bar (default: when stdout is a terminal).
+    fmt: "squashfs" (mksquashfs, comp default xz) or "erofs" (mkfs.erofs, comp default lz4hc)."""
     out = out or sys.stdout
+    if fmt not in FORMATS:
+        raise SquashError("--format %s: not one of %s" % (fmt, ", ".join(FORMATS)))
+    if comp is None:
+        comp = "xz" if fmt == "squashfs" else "lz4hc"
     root = Path(root)
     output = Path(output)
     if not root.is_dir():
@@ -175,15 +239,27 @@ def build(root, output, comp="xz", all_root=False, exclude_file=None, progress=N
         raise SquashError("-o %s: is a directory" % output)
     if not output.parent.is_dir():
         raise SquashError("-o %s: directory %s does not exist" % (output, output.parent))
-    if comp not in COMPRESSORS:
-        raise SquashError("--comp %s: not one of %s" % (comp, ", ".join(COMPRESSORS)))
+    allowed = COMPRESSORS if fmt == "squashfs" else EROFS_COMPRESSORS
+    if comp not in allowed:
+        raise SquashError("--comp %s: not one of %s for %s" % (comp, ", ".join(allowed), fmt))
     init = find_init(root)
     patterns = default_excludes(root, output)
     if exclude_file is not None:
         patterns += read_exclude_file(exclude_file)
     if progress is None:
         progress = sys.stdout.isatty()
-    print("mpinit squash: %s (init %s) -> %s, %s" % (root, init, output, comp), file=out, flush=True)
+    print("mpinit squash: %s (init %s) -> %s, %s %s" % (root, init, output, fmt, comp), file=out, flush=True)
+    if fmt == "erofs":
+        # The output (and our temporary file beside it) are exact paths; mkfs.erofs matches them literally.
+        inside = [p for p in patterns if "*" not in p]
+        globs = [p for p in patterns if "*" in p]
+        with atomic_path(output) as tmp:
+            try:
+                rel_tmp = [str(Path(tmp).resolve().relative_to(root.resolve()))]
+            except ValueError:
+                rel_tmp = []
+            run(mkfs_erofs_argv(root, tmp, globs, comp, all_root, inside + rel_tmp))
+        return _report(root, output, out)
     ef_fd, ef = tempfile.mkstemp(prefix="mpinit-squash-", suffix=".exclude")
     try:
         with os.fdopen(ef_fd, "w") as f:
@@ -192,6 +268,10 @@ def build(root, output, comp="xz", all_root=False, exclude_file=None, progress=N
             run(mksquashfs_argv(root, tmp, comp, all_root, ef, progress))
     finally:
         os.unlink(ef)
+    return _report(root, output, out)
+
+
+def _report(root, output, out):
     size = output.stat().st_size
     data = data_size(root, skip=output)
     ratio = " (%.1f%% of %s file data)" % (100.0 * size / data, human(data)) if data else ""

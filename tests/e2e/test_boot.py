@@ -13,9 +13,8 @@ import sys
 
 import pytest
 
-from e2e_support import medium, qemu_kernel  # noqa: F401 (fixtures)
+from e2e_support import log_path, medium, qemu_kernel  # noqa: F401 (fixtures)
 from mpinit import media, qemu
-from mpinit.paths import build_dir
 from mpinit_agent import contract
 
 LABEL = "root=live:LABEL=%s" % media.VFAT_LABEL
@@ -51,9 +50,6 @@ def agent_initrd(qemu_kernel, runtime_binary, tmp_path_factory):
 @pytest.fixture
 def boot(request, qemu_kernel, agent_initrd, medium):
     """boot(["gpt-vfat", ...], "kernel params", memory_mb=..., ...) -> BootResult; the console log is kept."""
-    logs = build_dir() / "e2e" / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    name = request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
 
     def run_boot(disks, append, memory_mb=MEMORY_MB, timeout_s=90, **kw):
         paths = [medium(d).path for d in disks]
@@ -62,7 +58,7 @@ def boot(request, qemu_kernel, agent_initrd, medium):
         kw.setdefault("stop_on", None if kw.get("input_lines") else REPL_PROMPT)
         return qemu.boot(qemu_kernel.vmlinuz, agent_initrd, disks=paths,
                          cdrom=medium(cdrom).path if cdrom else None, append=append, memory_mb=memory_mb,
-                         timeout_s=timeout_s, log_path=logs / (name + ".log"), **kw)
+                         timeout_s=timeout_s, log_path=log_path(request), **kw)
     return run_boot
 
 

@@ -79,6 +79,24 @@
 #define MICROPY_PY_SYS_SETTRACE        (0)
 #define MICROPY_VFS_ROM                (0)
 #define MICROPY_MEM_STATS              (0)
+// Numeric and container extras of the EXTRA_FEATURES level that no init code (nor the rescue helpers) uses:
+// left out to keep /init inside its gzipped budget with the network, LUKS and persistence code frozen in
+// (about 10 KB; see py/mpconfig.h for what each switch removes).
+#define MICROPY_PY_BUILTINS_COMPLEX    (0)
+#define MICROPY_PY_CMATH               (0)
+#define MICROPY_PY_MATH                (0)
+#define MICROPY_PY_MATH_SPECIAL_FUNCTIONS (0)
+#define MICROPY_PY_MATH_FACTORIAL      (0)
+#define MICROPY_OPT_MATH_FACTORIAL     (0)
+#define MICROPY_PY_HEAPQ               (0)
+#define MICROPY_PY_RANDOM              (0)
+#define MICROPY_PY_PLATFORM            (0)
+#define MICROPY_PY_COLLECTIONS_DEQUE   (0)
+#define MICROPY_PY_COLLECTIONS_ORDEREDDICT (0)
+#define MICROPY_PY_RE_SUB              (0)
+#define MICROPY_PY_BUILTINS_FROZENSET  (0)
+#define MICROPY_PY_BUILTINS_STR_CENTER (0)
+#define MICROPY_PY_MICROPYTHON_RINGIO  (0)
 // ports/unix/main.c needs mp_verbose_flag (-v, mem_info), which only exists with the debug printers.
 #define MICROPY_DEBUG_PRINTERS         (1)
 

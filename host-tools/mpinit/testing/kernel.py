@@ -164,6 +164,7 @@ class Device:
         self.partlabel = partlabel
         self.start = start
         self.backing = None         # loop: (path, offset, sizelimit, autoclear)
+        self.size = None            # bytes sysfs shows when data is only the device's start (a replayed capture)
 
 
 class Mount:
@@ -219,11 +220,16 @@ class FakeKernel:
         self.children = {}          # pid -> wait status
         self.next_pid = 100
         self.spawned = []
+        self.stdin_fed = []
         self.unknown_programs = []
+        self.open_fds = {}          # fd -> (path, close-on-exec) of what the agent opened (O_CLOEXEC tracked)
+        self.leaked_fds = []        # [(program, fd, path)]: fds a spawned program inherited (no O_CLOEXEC)
+        self.termios_lflag = abi.ECHO | abi.ICANON  # the console's line discipline: echo on, canonical
         self.keymap_entries = 0
         self.ended = None           # the Halt that ended the machine
         self.console_parts = machine._console_parts
         self.kmsg_parts = []
+        self.klog = KernelLog(lambda: self.clock)  # the log buffer /dev/kmsg readers see (kmsg.py)
         self._seen = {}             # id(file object) -> its content last seen (console and kmsg capture)
         self._next_mid = 2
         self._minors = {}
@@ -231,6 +237,13 @@ class FakeKernel:
         self.mounts = [Mount(1, "rootfs", "/", "rootfs", 0, None, fs.root, None, root_mp, (0, 1))]
         self.mount_log = []
         self._devnums = {}
+        self.dm = DeviceMapper(self)  # mapped devices and md arrays (dm.py)
+        self.net = machine.net      # sockets and interfaces (net.py); its syscalls are this kernel's methods
+        self.net.kernel = self
+        for name in self.net.SYSCALLS:
+            setattr(self, name, getattr(self.net, name))
+        self._net_poll = self.poll
+        self.poll = self._poll      # fd 0 is the console (a passphrase prompt with a timeout), the rest sockets
 
     # ------------------------------------------------------------------ helpers for paths and objects
 
@@ -320,19 +333,21 @@ class FakeKernel:
 
     # ------------------------------------------------------------------ the clock, devices, generated trees
 
+    def has_appeared(self, driver, after_ms):
+        """Whether a device (a disk, a NIC) that needs `driver` (None: nothing) and shows up after_ms after it is
+        there exists by now: its driver built in or loaded, and that long ago."""
+        if driver is None or driver in self.machine.builtin:
+            since = 0
+        elif driver in self.load_times:
+            since = self.load_times[driver]
+        else:
+            return False
+        return self.clock >= since + after_ms
+
     def tick(self):
         """Make the devices whose time has come appear, then refresh /proc, /sys and /dev."""
         for disk in self.machine._disks:
-            if disk.name in self.devices:
-                continue
-            drv = disk.driver
-            if drv is None or drv in self.machine.builtin:
-                since = 0
-            elif drv in self.load_times:
-                since = self.load_times[drv]
-            else:
-                continue
-            if self.clock >= since + disk.appear_after_ms:
+            if disk.name not in self.devices and self.has_appeared(disk.driver, disk.appear_after_ms):
                 self._add_disk(disk)
         if not self.loops and self._have("loop"):
             for n in range(LOOP_MIN_COUNT):
@@ -372,17 +387,27 @@ class FakeKernel:
         return 259, self._minors[key]
 
     def _add_disk(self, disk):
+        if getattr(disk, "replayed", None) is not None:
+            for dev in disk.replayed():     # a machine rebuilt from a capture (replay.py): devices as recorded
+                self.devices[dev.name] = dev
+            return
         data = disk.data
         major, minor = self._devnum(disk.name)
         sysdir = "%s/block/%s" % (disk.devdir, disk.name)
         dev = Device(disk.name, data, major, minor, sysdir, removable=disk.removable, ro=disk.ro)
         self.devices[disk.name] = dev
         sep = "p" if disk.name[-1:].isdigit() else ""
+        added = [dev]
         for i, (start, size, label) in enumerate(partition_table(data) if disk.table else []):
             pname = "%s%s%d" % (disk.name, sep, i + 1)
             pmaj, pmin = self._devnum(disk.name, i + 1)
             self.devices[pname] = Device(pname, data[start:start + size], pmaj, pmin, "%s/%s" % (sysdir, pname),
                                          disk=dev, partno=i + 1, ro=disk.ro, partlabel=label, start=start)
+            added.append(self.devices[pname])
+        for d in added:  # block/genhd.c device_add_disk(): the disk's "add" uevent, then its partitions'
+            self.net.uevent("add", "/" + d.sysdir, (("SUBSYSTEM", "block"), ("MAJOR", str(d.major)),
+                                                    ("MINOR", str(d.minor)), ("DEVNAME", d.name),
+                                                    ("DEVTYPE", "partition" if d.disk else "disk")))
 
     def _sys_entries(self):
         e = {}
@@ -395,7 +420,7 @@ class FakeKernel:
         for dev in self.devices.values():
             d = dev.sysdir
             e[d + "/dev"] = ("f", "%d:%d\n" % (dev.major, dev.minor))
-            e[d + "/size"] = ("f", "%d\n" % (len(dev.data) // _SECTOR))
+            e[d + "/size"] = ("f", "%d\n" % ((len(dev.data) if dev.size is None else dev.size) // _SECTOR))
             e[d + "/ro"] = ("f", "%d\n" % (1 if dev.ro else 0))
             ev = "MAJOR=%d\nMINOR=%d\nDEVNAME=%s\nDEVTYPE=%s\n" % (
                 dev.major, dev.minor, dev.name, "partition" if dev.disk else "disk")
@@ -435,6 +460,9 @@ class FakeKernel:
                 e["module/%s/parameters/%s" % (name, k)] = ("f", "%s\n" % ("Y" if v is None else v))
         e["kernel"] = ("d",)
         e["firmware"] = ("d",)
+        e.update(self.net.sys_entries())
+        e.update(self.machine.sys_files)
+        e.update(self.dm.sys_entries())
         return e
 
     def _dev_entries(self):
@@ -467,6 +495,7 @@ class FakeKernel:
             info.append("%d %d %d:%d / %s %s - %s %s %s\n" % (
                 m.id, m.parent or m.id, m.dev[0], m.dev[1], m.target, opts, m.fstype, m.source or "none",
                 "ro" if m.flags & abi.MS_RDONLY else "rw" + extra))
+        e.update(self.dm.proc_entries())
         e["mounts"] = ("f", "".join(mounts))
         e["self/mounts"] = ("f", "".join(mounts))
         e["self/mountinfo"] = ("f", "".join(info))
@@ -580,6 +609,7 @@ class FakeKernel:
         d = self._delta(f)
         if d:
             self.kmsg_parts.append(d.decode("utf-8", "replace"))
+            self.klog.user_write(self.kmsg_parts[-1])
 
     def _have(self, module):
         return module in self.machine.builtin or module in self.loaded
@@ -811,8 +841,7 @@ class FakeKernel:
         m = self._mount_at(real)
         if m is None or m.id == 1 or real == "/":
             raise _err(errno.EINVAL, target)
-        below = [o for o in self.mounts if o is not m and _under(o.target, real) and o.target != real
-                 and self.mounts.index(o) > self.mounts.index(m)]
+        below = self._children(m)
         if below and not flags & abi.MNT_DETACH:
             raise _err(errno.EBUSY, target)
         for o in sorted(below, key=lambda o: -len(o.target)):
@@ -820,6 +849,21 @@ class FakeKernel:
         self._drop(m)
         self.mount_log.append(("umount", real, flags))
         self.refresh()
+
+    def _children(self, m):
+        """The mounts sitting on m, directly or on one another (umount2(2) says EBUSY while there is one, whatever
+        order they were mounted or moved in; a mount that m itself covers is not one of them)."""
+        ids = {m.id}
+        out = []
+        grew = True
+        while grew:
+            grew = False
+            for o in self.mounts:
+                if o.parent in ids and o.id not in ids and o.parent != o.id:
+                    ids.add(o.id)
+                    out.append(o)
+                    grew = True
+        return out
 
     def _drop(self, m):
         self._attach(m.target, m.covered)
@@ -945,11 +989,16 @@ class FakeKernel:
         g = self._executable(path)
         raise Halt("execv", (path, list(argv), g))
 
-    def spawn(self, argv, env=None):
+    def spawn(self, argv, env=None, stdin_data=None):
         pid = self.next_pid
         self.next_pid += 1
         argv = list(argv)
         self.spawned.append(argv)
+        for fd, (path, cloexec) in sorted(self.open_fds.items()):
+            if not cloexec and fd > 2:  # fork + execve keeps every fd without FD_CLOEXEC (execve(2))
+                self.leaked_fds.append((argv[0], fd, path))
+        if stdin_data is not None:
+            self.stdin_fed.append(bytes(stdin_data))  # what went through the pipe (tests check no secret leaks)
         try:
             self._executable(argv[0])
             prog = self.machine._programs.get(argv[0])
@@ -959,7 +1008,7 @@ class FakeKernel:
             self.unknown_programs.append(argv[0])
             code = 127
         else:
-            code = prog.run(self.machine, argv, env)
+            code = prog.run(self.machine, argv, env, stdin_data)
         self.children[pid] = (code & 0xFF) << 8
         self.tick()
         return pid
@@ -1092,9 +1141,31 @@ class FakeKernel:
         return self.fos.access(self._p(path), mode)
 
     def open(self, path, flags, mode=0o644):
-        return self.fos.open(self._p(path), flags, mode)
+        if flags & 3 == abi.O_RDONLY and self._is_kmsg(path):
+            fd = self.klog.open()     # a reader of the log buffer, one record per read (kmsg.py)
+        else:
+            fd = self.fos.open(self._p(path), flags, mode)
+        self.open_fds[fd] = (path, bool(flags & abi.O_CLOEXEC))
+        return fd
+
+    def _is_kmsg(self, path):
+        try:
+            obj = self._obj(self._canon(path))
+        except OSError:
+            return False
+        return getattr(obj, "_side_effect", None) == self._capture_kmsg
+
+    def lseek(self, fd, offset, whence):
+        if self.klog.owns(fd):
+            return self.klog.lseek(fd, offset, whence)
+        return self.fos.lseek(fd, offset, whence)
 
     def close(self, fd):
+        self.open_fds.pop(fd, None)
+        if self.klog.owns(fd):
+            return self.klog.close(fd)
+        if self.net.owns(fd):
+            return self.net.close(fd)
         self.fos.close(fd)
 
     def dup2(self, old, new):
@@ -1104,7 +1175,42 @@ class FakeKernel:
         return self.fos.dup2(old, new)
 
     def read(self, fd, n):
+        if fd == 0:
+            return self._console_read(n)
+        if self.klog.owns(fd):
+            return self.klog.read(fd, n)
         return self.fos.read(fd, n)
+
+    def _poll(self, fd, events, timeout_ms):
+        """poll(2): on fd 0, readable when console_input holds a line (canonical mode: a whole line); the
+        machine's SILENCE there is a key nobody pressed: the timeout passes (and the mark is used up)."""
+        if fd != 0:
+            return self._net_poll(fd, events, timeout_ms)
+        self.machine._rescue = True
+        lines = self.machine.console_input
+        if not lines:
+            raise Halt("stuck", None)
+        if lines[0] is self.machine.SILENCE or lines[0] == self.machine.SILENCE:
+            lines.pop(0)
+            if timeout_ms < 0:
+                raise Halt("stuck", None)   # poll without a timeout on a console nobody types at
+            self.sleep_ms(timeout_ms)
+            return 0
+        return abi.POLLIN & events
+
+    def _console_read(self, n):
+        """read(0): one line of console_input as the tty gives it in canonical mode, echoed only when ECHO is on
+        (a passphrase typed with echo off leaves no trace, not even the newline); b"" for m.EOF."""
+        self.machine._rescue = True
+        lines = self.machine.console_input
+        if not lines:
+            raise Halt("stuck", None)
+        line = lines.pop(0)
+        if line is None:
+            return b""
+        if self.termios_lflag & abi.ECHO:
+            self.console_parts.append(line + "\n")
+        return (line + "\n").encode()[:n]
 
     def write(self, fd, data):
         return self.fos.write(fd, data)
@@ -1114,6 +1220,13 @@ class FakeKernel:
             self.keymap_entries += 1
             return 0
         if request in (abi.KDGKBENT, abi.TIOCSCTTY):
+            return 0
+        if request in (abi.TCGETS, abi.TCSETS) and fd == 0 and isinstance(arg, bytearray) and len(arg) >= 36:
+            # struct termios of include/uapi/asm-generic/termbits.h: c_lflag is the 4th u32 (offset 12).
+            if request == abi.TCGETS:
+                struct.pack_into("=I", arg, 12, self.termios_lflag)
+            else:
+                self.termios_lflag = struct.unpack_from("=I", arg, 12)[0]
             return 0
         raise _err(errno.ENOTTY)
 
@@ -1156,6 +1269,18 @@ class FakeKernel:
             return 0
         return self.fos.write(out_fd, data)
 
+    def copy_direct(self, in_fd, out_fd, count, bufsize):
+        """modlinux.c copy_direct(): reads of at most bufsize, each count rounded up to 4096."""
+        if count < 0 or bufsize <= 0 or bufsize % 4096:
+            raise ValueError("count >= 0 and bufsize a positive multiple of 4096")
+        done = 0
+        while done < count:
+            data = self.fos.read(in_fd, min(bufsize, (count - done + 4095) & ~4095))
+            if not data:
+                break
+            done += self.fos.write(out_fd, data)
+        return done
+
     def strerror(self, code):
         return _real_os.strerror(code)
 
@@ -1164,3 +1289,7 @@ def with_root_ids():
     """PID 1 runs as root: pyfakefs checks permissions as that user."""
     helpers.set_uid(0)
     helpers.set_gid(0)
+
+
+from .dm import DeviceMapper  # noqa: E402  (dm.py builds on Device above)
+from .kmsg import KernelLog  # noqa: E402

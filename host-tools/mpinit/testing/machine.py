@@ -19,8 +19,10 @@ from mpinit import kmod as _host_kmod
 
 from . import images
 from .kernel import FakeKernel, Halt, with_root_ids
+from .net import FakeNet
 
 EOF = None  # put in console_input: readline() raises EOFError there (Ctrl-D)
+SILENCE = "<nothing typed>"  # put in console_input: a poll() of the console times out there (nobody at the keys)
 _KO_MAGIC = b"\x7fELF mpinit-fake-module name="
 _TAG_LEN = 16
 
@@ -105,14 +107,25 @@ class Program:
         self.output = output
         self.action = action
 
-    def run(self, machine, argv, env):
+    def run(self, machine, argv, env, stdin_data=None):
         if self.output:
             machine._console_parts.append(self.output)
         if self.action is not None:
-            code = self.action(machine, argv, env)
+            if _takes_stdin(self.action):
+                code = self.action(machine, argv, env, stdin_data)
+            else:
+                code = self.action(machine, argv, env)
             if code is not None:
                 return code
         return self.exit_code
+
+
+def _takes_stdin(action):
+    """An action(machine, argv, env, stdin) with a fourth parameter gets the bytes spawn() fed to stdin."""
+    try:
+        return len(inspect.signature(action).parameters) >= 4
+    except (TypeError, ValueError):
+        return False
 
 
 class _Disk:
@@ -153,7 +166,9 @@ class BootResult:
         self.kmsg = "".join(kernel.kmsg_parts).splitlines()
         self.calls = list(machine._calls)
         self.spawned = list(kernel.spawned)
+        self.stdin_fed = list(kernel.stdin_fed)
         self.unknown_programs = list(kernel.unknown_programs)
+        self.leaked_fds = list(kernel.leaked_fds)   # [(program, fd, path)] inherited without O_CLOEXEC
         self.uptime_ms = kernel.clock
         self.devices = list(kernel.devices)
         self.initramfs_left = _rootfs_paths(kernel)
@@ -194,6 +209,7 @@ class FakeMachine:
     """A machine description; boot() runs the agent in it. See docs/fake-machine.md."""
 
     EOF = EOF
+    SILENCE = SILENCE
     DEFAULT_BUILTIN = ("loop", "squashfs", "overlay", "isofs", "vfat", "ext4", "exfat", "btrfs", "xfs", "msdos")
 
     def __init__(self, cmdline="", ram_mb=1024, config=None, kver="6.1.0-fake", builtin=DEFAULT_BUILTIN,
@@ -225,6 +241,8 @@ class FakeMachine:
         self._serial = 0
         self.kernel = None
         self._saved = None
+        self.net = FakeNet()        # NICs, DHCP/DNS/HTTP servers (net.py)
+        self.sys_files = {}         # more /sys entries, relative path -> ("f", text) | ("d",) (replay.py)
 
     # ------------------------------------------------------------------ describing the machine
 
@@ -305,6 +323,16 @@ class FakeMachine:
         if options:
             self._module_options[name] = options
 
+    def add_nic(self, name, mac=None, driver=None, modalias=None, carrier=True, carrier_after_ms=0,
+                appear_after_ms=0):
+        """An Ethernet interface (net.Nic): present once `driver` is loaded (None: at once), plus appear_after_ms;
+        carrier_after_ms after its link is brought up it has a carrier (never with carrier=False)."""
+        return self.net.add_nic(name, mac, driver, modalias, carrier, carrier_after_ms, appear_after_ms)
+
+    def add_http_server(self, ip, port=80):
+        """A web server at ip:port (net.HttpServer); `.serve(path, data, ...)` scripts what it answers."""
+        return self.net.add_http_server(ip, port)
+
     def add_hook(self, name, source):
         if "/" in name or not name.endswith(".py"):
             raise ValueError("hook name %r: want a file name ending in .py" % (name,))
@@ -323,12 +351,16 @@ class FakeMachine:
             raise ValueError("initramfs file %r: want an absolute path" % (path,))
         self._files[path] = content
 
-    def fail(self, name, errno, when=None, times=None, skip=0):
+    def fail(self, name, errno, when=None, times=None, skip=0, kmsg=()):
         """Make syscall `name` raise OSError(errno): for calls where when(*args) is true (args as the
-        interface lists them, defaults filled in), after `skip` such calls, `times` times (None: always)."""
+        interface lists them, defaults filled in), after `skip` such calls, `times` times (None: always).
+        kmsg: lines the kernel logs (KERN_ERR) each time the fault fires, e.g. "EXT4-fs (vda1): bad geometry: ..."."""
         if name not in syscalls.NAMES:
             raise ValueError("fail(%r): not a syscall (one of %s)" % (name, ", ".join(syscalls.NAMES)))
-        self._faults.append({"name": name, "errno": errno, "when": when, "times": times, "skip": skip})
+        if isinstance(kmsg, str):
+            kmsg = [kmsg]
+        self._faults.append({"name": name, "errno": errno, "when": when, "times": times, "skip": skip,
+                             "kmsg": list(kmsg)})
 
     # ------------------------------------------------------------------ running it
 
@@ -358,6 +390,9 @@ class FakeMachine:
         for disk in self._disks:
             if disk.driver and disk.driver not in self._modules and disk.driver not in self.builtin:
                 raise ValueError("disk %s: driver %r is neither add_module()d nor built in" % (disk.name, disk.driver))
+        for nic in self.net.nics:
+            if nic.driver and nic.driver not in self._modules and nic.driver not in self.builtin:
+                raise ValueError("NIC %s: driver %r is neither add_module()d nor built in" % (nic.name, nic.driver))
         mods = list(self._modules.values())
         for m in mods:
             fs.create_file(m["path"], contents=_KO_MAGIC + m["name"].encode() + b"\n")
@@ -644,6 +679,8 @@ class _Impl:
                     continue
                 if f["times"] is not None:
                     f["times"] -= 1
+                for line in f.get("kmsg", ()):
+                    kernel.klog.log(line)
                 raise OSError(f["errno"], _real_os.strerror(f["errno"]))
             try:
                 return method(*args, **kw)

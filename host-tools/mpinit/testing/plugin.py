@@ -33,6 +33,21 @@ def fake_machine(fs):
         made.append(m)
         return m
 
+    def from_capture(source, **kw):
+        """A machine rebuilt from a capture file (or console log, bytes, dict): mpinit.testing.replay."""
+        import os
+
+        from mpinit.testing import replay
+
+        if made:
+            raise RuntimeError("fake_machine: one machine per test (they would share one fake filesystem)")
+        if isinstance(source, (str, os.PathLike)) and not os.path.exists(source) and "\n" not in str(source):
+            fs.add_real_file(os.fspath(source))    # the test's filesystem is the fake one: bring the file in
+        m = replay.machine_from_capture(source, fs=fs, **kw)
+        made.append(m)
+        return m
+
+    factory.from_capture = from_capture
     yield factory
     for m in made:
         if m.kernel is not None:
