@@ -37,7 +37,7 @@ def test_summary_of_a_good_and_a_failed_boot():
     assert "time to the live root:  4.03 s" in text
     assert "initramfs size:         3145728 bytes (3.00 MiB) - /x/initrd.img" in text
     assert "kernel to /init:        1.52 s" in text
-    assert "modules      995 ms" in text and "total in stages: 1476 ms" in text
+    assert "modules        995 ms" in text and "total in stages: 1476 ms" in text
     bad = BootResult(ok=False, output="nothing", elapsed_s=9.0, marker_line=None, timed_out=True)
     text = summary(bad, 10)
     assert "NO (QEMU killed at the deadline after 9.0 s" in text

@@ -84,7 +84,7 @@ def summary(result, initrd_size, initrd_path=None):
         out.append("boot timeline (the agent's stages):")
         for s in stages:
             at = "%7.2f s" % s.at_s if s.at_s is not None else "        "
-            out.append("  %s  %-9s %6d ms  %s" % (at, s.stage, s.duration_ms, s.text[:60]))
+            out.append("  %s  %-11s %6d ms  %s" % (at, s.stage, s.duration_ms, s.text[:60]))
         out.append("  total in stages: %d ms" % sum(s.duration_ms for s in stages))
     else:
         out.append("boot timeline:          no `mpinit: <stage>: ... (N ms)` lines on the console")
