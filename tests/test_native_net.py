@@ -37,8 +37,8 @@ BAD_INPUT = [
     ("L.if_hwaddr('x' * 16)", "ValueError"),
     ("L.if_index('')", "ValueError"),
     ("L.if_index(3)", "TypeError"),
-    ("L.if_set_addr('lo', '1.2.3', '255.0.0.0')", "ValueError"),
-    ("L.route_add('0.0.0.0', '0.0.0.0', 'gw', 'lo')", "ValueError"),
+    ("L.if_set_addr('nosuchif0', '1.2.3', '255.0.0.0')", "ValueError"),
+    ("L.route_add('0.0.0.0', '0.0.0.0', 'gw', 'nosuchif0')", "ValueError"),
 ]
 
 

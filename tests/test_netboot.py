@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import require_tools
-from mpinit import cli, netboot
+from mpinit import cli, liveimage, netboot
 from mpinit.netboot import NetbootError, build_tree
 
 
@@ -36,7 +36,7 @@ def inputs(tmp_path):
 def _need_loaders():
     if not netboot.PXELINUX_0.is_file() or not netboot.LDLINUX_C32.is_file():
         pytest.skip("PXELINUX missing (Debian packages pxelinux, syslinux-common)")
-    if not netboot.GRUB_EFI_DIR.is_dir():
+    if not liveimage.GRUB_EFI_DIR.is_dir():
         pytest.skip("GRUB EFI modules missing (Debian package grub-efi-amd64-bin)")
     require_tools("grub-mkimage")
 

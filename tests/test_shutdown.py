@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from mpinit_agent import contract, shutdown
+from mpinit_agent import contract, fsutil, shutdown
 from mpinit_agent import syscalls as sc
 
 try:
@@ -53,7 +53,7 @@ def test_mount_points_below_a_path_in_table_order():
     ("/short\\04", "/short\\04"), ("/end\\", "/end\\"), ("/not\\9999octal", "/not\\9999octal"),
 ])
 def test_unescape_octal_fields(field, plain):
-    assert shutdown.unescape(field) == plain
+    assert fsutil.unescape_octal(field) == plain
 
 
 if given is not None:

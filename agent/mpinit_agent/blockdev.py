@@ -515,7 +515,7 @@ def wait_for(spec, deadline_ms, poll=None):
         sc.sleep_ms(_POLL_MS)
 
 
-def _human(size):
+def human(size):
     for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
         if size >= 1 << shift:
             return "%.1f %s" % (size / (1 << shift), unit)
@@ -534,6 +534,6 @@ def describe(devices):
         if d.ro:
             flags.append("ro")
         what = _keys(d.info) or ("(empty)" if not d.size else "(nothing recognised)")
-        lines.append("%s %d:%d %s%s %s" % (d.path, d.devno[0], d.devno[1], _human(d.size),
+        lines.append("%s %d:%d %s%s %s" % (d.path, d.devno[0], d.devno[1], human(d.size),
                                            (" " + ",".join(flags)) if flags else "", what))
     return "\n".join(lines)

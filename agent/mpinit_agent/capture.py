@@ -60,7 +60,6 @@ KMSG_MAX = const(2000)        # the agent's log lines kept (the newest)
 _MERGE_GAP = const(64)        # reads closer than this are recorded as one range
 _ZBLOCK = const(512)          # zero runs are recorded by length, in blocks of this size
 _LINE_BYTES = const(45)       # 45 bytes = 60 base64 characters: a frame line stays under 80 columns
-_EBUSY = const(16)            # <errno.h>
 _EINVAL = const(22)
 
 # Filesystems a capture may be written to (the kernel's read-write drivers the agent mounts elsewhere too).
@@ -104,14 +103,6 @@ def _unb64(text, what):
         return binascii.a2b_base64(text)
     except (ValueError, TypeError):
         raise CaptureError("%s: not base64" % what)
-
-
-def human(n):
-    if n >= 1 << 20:
-        return "%.1f MiB" % (n / 1048576)
-    if n >= 1 << 10:
-        return "%.1f KiB" % (n / 1024)
-    return "%d B" % n
 
 
 def _read(path, default=None):
@@ -812,6 +803,8 @@ def capture(ctx, to=None, err=None, reason="rescue"):
         log.error("capture: failed to collect: %s" % why)
         log.console("mpinit: capture failed: %s" % why)
         return None
+    from .blockdev import human
+
     size = len(data)
     if to == "console":
         log.console("mpinit: capture: %d bytes (%s); the framed text follows (mpinit replay LOGFILE reads it)"

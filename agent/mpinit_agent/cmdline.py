@@ -764,10 +764,6 @@ def _device_spec(st, key, spec):
     return spec
 
 
-def _cow_directory(st, key, val):
-    _persist_path(st, key, val)
-
-
 def _cow_flags(st, key, val):
     st.o.persist_flags = st.need(key, val)
 
@@ -919,7 +915,7 @@ _HANDLER_LIST = {
     "persistent-path": _persist_path, "persistence-storage": _persist_storage,
     "persistence-encryption": _persist_encryption,
     "persistence-read-only": _persist_readonly, "cow_label": _cow_label, "cow_device": _cow_device,
-    "cow_directory": _cow_directory, "cow_flags": _cow_flags, "rd.overlay": _overlay_spec,
+    "cow_directory": _persist_path, "cow_flags": _cow_flags, "rd.overlay": _overlay_spec,
     "rd.live.overlay": _overlay_spec, "mpinit.persist": _overlay_spec, "rd.overlay.readonly": _persist_readonly,
     "rd.live.overlay.readonly": _persist_readonly, "rd.overlay.reset": _persist_reset,
     "rd.live.overlay.reset": _persist_reset,

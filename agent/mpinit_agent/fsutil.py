@@ -107,3 +107,29 @@ def listdir(path):
         return []
     names.sort()
     return names
+
+
+def unescape_octal(field):
+    """A path field of /proc/self/mountinfo or fstab(5): space, tab, newline and backslash written as \\ooo octal
+    (the kernel's fs/proc_namespace.c mangle()). Anything that is not a backslash and three octal digits stays."""
+    if "\\" not in field:
+        return field
+    out = []
+    i = 0
+    n = len(field)
+    while i < n:
+        c = field[i]
+        if c == "\\" and i + 4 <= n and _is_octal(field[i + 1:i + 4]):
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def _is_octal(s):
+    for c in s:
+        if c < "0" or c > "7":
+            return False
+    return True

@@ -198,15 +198,6 @@ class ChunkDecoder:
 
 # ---- the download ----------------------------------------------------------------------------------------------
 
-def _console(text, end):
-    try:
-        import sys
-
-        sys.stdout.write(text + end)
-    except OSError:
-        pass
-
-
 class Download:
     """GET url into path. resolve(host) -> IPv4 string (DNS through the caller's servers); check_size(total) is
     called once the full size is known, before the body is written (raise to refuse); new_hash() -> an object
@@ -467,10 +458,10 @@ class Download:
         if not final and now - self._last_progress < _PROGRESS_MS:
             return
         self._last_progress = now
+        from .toram import _console, progress_line  # the toram copy's console line, same format
+
         elapsed = now - self._start
         if self.total:
-            from .toram import progress_line
-
             line = progress_line(self.done, self.total, elapsed, self.label)
         else:
             rate = (self.done * 1000 // elapsed) if elapsed > 0 else 0

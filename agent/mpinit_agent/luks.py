@@ -399,13 +399,13 @@ def open_device(ctx, dev, name, stage, options=(), keys=(), tries=_TRIES, param=
             continue
         code = _open_with(cryptsetup, path, name, options, secret)
         _wipe(secret)
-        what = key[0] or "%s at %d" % (key[1], key[2])
+        kwhat = key[0] or "%s at %d" % (key[1], key[2])
         if code == 0:
             devmapper.sync_nodes()
-            log.notice("luks: %s unlocked as %s with key %s" % (path, name, what))
+            log.notice("luks: %s unlocked as %s with key %s" % (path, name, kwhat))
             return devmapper.MAPPER + "/" + name
-        tried.append("key %s%s: cryptsetup exit %d" % (what, " on " + key[1] if key[1] and key[0] else "", code))
-        log.warning("luks: %s: key %s did not unlock it (cryptsetup exit %d)" % (name, what, code))
+        tried.append("key %s%s: cryptsetup exit %d" % (kwhat, " on " + key[1] if key[1] and key[0] else "", code))
+        log.warning("luks: %s: key %s did not unlock it (cryptsetup exit %d)" % (name, kwhat, code))
     timeout_ms = prompt_timeout_ms(ctx, stage)
     for n in range(tries):
         try:

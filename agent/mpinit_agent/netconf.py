@@ -37,10 +37,6 @@ def ip_int(s):
     return n
 
 
-def int_ip(n):
-    return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
-
-
 def classful_netmask(addr):
     """The netmask ipconfig.c's ic_defaults() picks when none is given: by the address's class (RFC 791)."""
     first = ip_int(addr) >> 24

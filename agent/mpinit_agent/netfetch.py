@@ -157,7 +157,8 @@ def run(ctx):
         except http.HttpError as e:
             tried.extend(d.tried)
             status = " (HTTP %d)" % e.status if e.status else ""
-            _fail(ctx, "fetching %s failed%s: %s" % (url, status, e), param=_param(opts), tried=tried)
+            # raised, not _fail(): the except below unmounts the tmpfs once
+            raise BootError("medium", "fetching %s failed%s: %s" % (url, status, e), param=_param(opts), tried=tried)
         log.debug("medium: %d bytes in %d reads (%d bytes a read)" % (d.done, d.reads, d.done // max(d.reads, 1)))
     except BootError as e:
         try:

@@ -272,7 +272,7 @@ def fstab_passno(text, mountpoint):
     for line in text.split("\n"):
         fields = line.split()
         if len(fields) >= 3 and not fields[0].startswith("#") and \
-                _unescape(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
+                fsutil.unescape_octal(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
             return int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0
     return None
 
@@ -287,25 +287,9 @@ def fstab_entry(text, mountpoint):
         fields = line.split()
         if len(fields) < 3:
             continue
-        if _unescape(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
-            return (_unescape(fields[0]), fields[2], fields[3] if len(fields) > 3 else "defaults")
+        if fsutil.unescape_octal(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
+            return (fsutil.unescape_octal(fields[0]), fields[2], fields[3] if len(fields) > 3 else "defaults")
     return None
-
-
-def _unescape(field):
-    if "\\" not in field:
-        return field
-    out = ""
-    i = 0
-    while i < len(field):
-        c = field[i]
-        if c == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out += chr(int(field[i + 1:i + 4], 8))
-            i += 4
-            continue
-        out += c
-        i += 1
-    return out
 
 
 def mount_usr(ctx, undo):

@@ -26,7 +26,7 @@
 # mounted a layer read-write (handoff moves /run into the live root, so the copy survives the initramfs' removal).
 from micropython import const
 
-from . import contract, log
+from . import contract, fsutil, log
 from . import syscalls as sc
 from .failure import oserror_text
 
@@ -50,28 +50,6 @@ def reboot_how(verb):
     return sc.RB_AUTOBOOT
 
 
-def unescape(field):
-    """A /proc/self/mountinfo path field: the kernel writes space, tab, newline and backslash as \\ooo octal
-    (fs/proc_namespace.c, mangle())."""
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    n = len(field)
-    while i < n:
-        c = field[i]
-        if c == "\\" and i + 3 < n and field[i + 1:i + 4].isdigit():
-            try:
-                out.append(chr(int(field[i + 1:i + 4], 8)))
-                i += 4
-                continue
-            except ValueError:
-                pass
-        out.append(c)
-        i += 1
-    return "".join(out)
-
-
 def mount_points(text, under):
     """The mount points at or below `under` in mountinfo text, in the table's order (a mount is listed after the
     one it sits on). Malformed lines are skipped."""
@@ -81,18 +59,10 @@ def mount_points(text, under):
         f = line.split(" ")
         if len(f) < 5:
             continue
-        mp = unescape(f[4])
+        mp = fsutil.unescape_octal(f[4])
         if mp == under or mp.startswith(prefix):
             found.append(mp)
     return found
-
-
-def _mountinfo():
-    try:
-        with open("/proc/self/mountinfo") as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def unmount_tree(unders, rounds=_ROUNDS):
@@ -124,7 +94,7 @@ def unmount_tree(unders, rounds=_ROUNDS):
 
 
 def _below(unders):
-    text = _mountinfo()
+    text = fsutil.read_text("/proc/self/mountinfo", "")
     found = []
     for under in unders:
         found.extend(mount_points(text, under))
@@ -136,8 +106,6 @@ def move_out(left, oldroot, oldsys):
     volume below it) to oldsys (dracut's shutdown moves /oldroot/{sys,proc,run,dev} the same way): the overlay on
     oldroot is busy while it has them, and they are busy while the overlay holds the squashfs and its loop
     device on the medium. Returns the number moved."""
-    from . import fsutil
-
     moved = 0
     prefix = oldroot.rstrip("/") + "/"
     for mp in sorted(left, key=len):
@@ -183,8 +151,6 @@ def last_resort(left):
 def release_loops(sys_block="/sys/block"):
     """LOOP_CLR_FD on every loop device still bound to a file (autoclear ones are gone with their filesystem).
     Returns the devices released."""
-    from . import fsutil
-
     released = []
     for name in fsutil.listdir(sys_block):
         if not name.startswith("loop") or not fsutil.exists("%s/%s/loop/backing_file" % (sys_block, name)):
@@ -247,8 +213,6 @@ def install(src=contract.INIT_PATH, dest=contract.SHUTDOWN_PATH):
     """Copy the /init binary to /run/initramfs/shutdown (mode 0755), written under a temporary name and renamed.
     Returns the bytes copied; OSError on failure."""
     import os
-
-    from . import fsutil
 
     fsutil.makedirs(fsutil.dirname(dest), 0o755)
     tmp = dest + ".tmp"

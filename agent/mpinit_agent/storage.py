@@ -11,19 +11,23 @@
 # Nothing here runs when nothing is asked: no tools packed, no crypttab, no LUKS parameters, no LUKS device.
 from micropython import const
 
-from . import devmapper
+from . import contract, devmapper, fsutil
 
 _ROUNDS = const(6)  # md, LUKS, LVM, LUKS on LVM, ... : more layers than any real stack has
 
 
 class Stack:
     def __init__(self, ctx):
-        from . import luks, md
+        from . import md
 
         self.ctx = ctx
         self.md = md.Assembler(ctx)
-        self.luks = luks.Unlocker(ctx)
-        self.active = self.md.wants_md() or self.md.wants_lvm() or bool(self.luks.targets)
+        self.luks = None
+        if _luks_possible(ctx.opts):  # else luks.targets() is [] and a live boot never imports the LUKS code
+            from . import luks
+
+            self.luks = luks.Unlocker(ctx)
+        self.active = self.md.wants_md() or self.md.wants_lvm() or bool(self.luks and self.luks.targets)
 
     def settle(self, devices, waited_ms=0, deadline_ms=None, rescan=None):
         """Bring every layer up to date with devices; returns the (possibly rescanned) devices."""
@@ -43,10 +47,11 @@ class Stack:
                 changed = True
                 devices = rescan()
             degraded = False
-            if self.luks.step(devices):
+            if self.luks is not None and self.luks.step(devices):
                 changed = True
                 devices = rescan()
-            if self.md.lvm_pass([d for d in devices if d.name not in self._lvm_own()], late):
+            own = self._lvm_own() if self.md.wants_lvm() else ()
+            if self.md.lvm_pass([d for d in devices if d.name not in own], late):
                 changed = True
                 devmapper.sync_nodes()
                 devices = rescan()
@@ -76,6 +81,14 @@ class Stack:
         if self.md.wants_md() and not self.md.results:
             out.append("mdadm not run: no md RAID member (TYPE=linux_raid_member) %sseen"
                        % ("of rd.md.uuid=%s " % ",".join(self.ctx.opts.md_uuids) if self.ctx.opts.md_uuids else ""))
-        for t in self.luks.missing():
+        for t in (self.luks.missing() if self.luks is not None else ()):
             out.append("LUKS device not unlocked (not found): %s" % t.param)
         return out
+
+
+def _luks_possible(opts):
+    """Whether luks.targets() can name anything: LUKS parameters, a baked-in crypttab, or a plain root (dracut's
+    default unlocks every LUKS device); a live boot with none of these has no target."""
+    if not opts.luks:
+        return False
+    return bool(opts.cryptdevices or opts.luks_uuids or opts.live is None or fsutil.exists(contract.CRYPTTAB_PATH))

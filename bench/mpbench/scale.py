@@ -31,7 +31,6 @@ sys.path.insert(0, str(BENCH))
 from mpbench import parse, peer  # noqa: E402
 
 CMDLINE = "root=live:LABEL=MPLIVE printk.time=1 printk.devkmsg=on console=ttyS0 rd.shell=0"
-MARKER = "MPINIT-LIVE-OK"
 _PER_BRIDGE = 30        # slots 1..30 of a pci-bridge (slot 0 left alone)
 
 
@@ -77,7 +76,7 @@ def boot(kernel, image, extra, log_path, timeout, memory, spec=None):
 
     append = CMDLINE if spec is None else CMDLINE.replace("root=live:LABEL=MPLIVE", "root=live:" + spec)
     return qemu.boot(kernel.vmlinuz, image, disks=[], append=append, memory_mb=memory, timeout_s=timeout,
-                     marker=MARKER, log_path=log_path, echo=False, extra_args=extra)
+                     marker=parse.MARKER, log_path=log_path, echo=False, extra_args=extra)
 
 
 def figures(side, out):

@@ -222,19 +222,19 @@ def _tool_file(path, package):
     return path
 
 
-def make_grub_efi(out, early_cfg=None, arch="x86_64"):
-    """BOOTX64.EFI (BOOTAA64.EFI for arm64) with every module it needs built in; it reads /EFI/BOOT/grub.cfg from
-    its own partition. early_cfg: a file embedded as GRUB's first config (the ISO's finds the CD by label before
-    reading grub.cfg)."""
+def make_grub_efi(out, early_cfg=None, arch="x86_64", prefix="/EFI/BOOT", modules=GRUB_MODULES):
+    """BOOTX64.EFI (BOOTAA64.EFI for arm64) with every module it needs built in; it reads <prefix>/grub.cfg
+    (default: /EFI/BOOT on its own partition). early_cfg: a file embedded as GRUB's first config (the ISO's finds
+    the CD by label before reading grub.cfg). `mpinit netboot-tree` passes its own prefix and network modules."""
     arch = archmod.get(arch)
-    grub_dir = GRUB_EFI_DIR if arch.name == "x86_64" else Path("/usr/lib/grub") / arch.grub_target
+    grub_dir = Path("/usr/lib/grub") / arch.grub_target  # GRUB_EFI_DIR for x86_64
     if not grub_dir.is_dir():
         raise ToolError("%s: not found (Debian package %s)" % (grub_dir, arch.grub_package))
-    argv = [find_tool("grub-mkimage", "grub-common"), "-O", arch.grub_target, "-d", grub_dir, "-p", "/EFI/BOOT",
+    argv = [find_tool("grub-mkimage", "grub-common"), "-O", arch.grub_target, "-d", grub_dir, "-p", prefix,
             "-o", out]
     if early_cfg:
         argv += ["-c", early_cfg]
-    run(argv + list(GRUB_MODULES))
+    run(argv + list(modules))
     return out
 
 

@@ -26,11 +26,10 @@ from pathlib import Path
 
 from . import liveimage
 from .liveimage import LiveError
-from .runner import ToolError, find_tool, run
+from .runner import ToolError
 
 PXELINUX_0 = Path("/usr/lib/PXELINUX/pxelinux.0")                    # pxelinux
 LDLINUX_C32 = liveimage.LDLINUX_C32                                  # syslinux-common
-GRUB_EFI_DIR = liveimage.GRUB_EFI_DIR                                # grub-efi-amd64-bin
 
 DEFAULT_URL_BASE = "http://10.0.2.100"   # the web server as a QEMU guest of `mpinit qemu --net-port` sees it
 SQUASHFS = "live/filesystem.squashfs"    # contract.DEFAULTS live_dir/live_image: the agent's default path
@@ -110,11 +109,7 @@ def grub_cfg(line):
 
 def make_grub_net_efi(out):
     """bootx64.efi: GRUB with the network modules built in and its prefix on the boot server (GRUB_PREFIX)."""
-    if not GRUB_EFI_DIR.is_dir():
-        raise ToolError("%s: not found (Debian package grub-efi-amd64-bin)" % GRUB_EFI_DIR)
-    run([find_tool("grub-mkimage", "grub-common"), "-O", "x86_64-efi", "-d", GRUB_EFI_DIR, "-p", GRUB_PREFIX,
-         "-o", out] + list(GRUB_NET_MODULES))
-    return out
+    return liveimage.make_grub_efi(out, prefix=GRUB_PREFIX, modules=GRUB_NET_MODULES)
 
 
 def readme(line, url_base, sha256, uefi):

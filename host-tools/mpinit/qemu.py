@@ -28,7 +28,6 @@ from . import arch as archmod
 from .runner import ToolError, find_tool
 
 DEFAULT_MARKER = "MPINIT-LIVE-OK"
-QEMU = "qemu-system-x86_64"
 
 
 @dataclass
