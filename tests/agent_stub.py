@@ -258,7 +258,7 @@ class StubSys:
         raise OSError(97, "no network in StubSys")
 
     socket = bind = connect = sendto = recvfrom = recv_into = setsockopt = poll = bind_netlink = _no_net
-    if_index = if_hwaddr = if_flags = if_set_flags = if_set_addr = route_add = _no_net
+    if_hwaddr = if_flags = if_set_flags = if_set_addr = route_add = _no_net
 
 
 def keep_log_state(monkeypatch):

@@ -30,3 +30,16 @@ def test_failure_leaves_nothing_and_keeps_old(tmp_path):
 def test_missing_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         atomic.write_bytes(tmp_path / "no" / "out", b"x")
+
+
+def test_check_output_refuses_a_directory_or_a_missing_directory(tmp_path):
+    from mpinit.atomic import check_output
+
+    class Bad(Exception):
+        pass
+
+    assert check_output(str(tmp_path / "out.img"), Bad) == tmp_path / "out.img"
+    with pytest.raises(Bad, match=r"^-o %s: is a directory$" % tmp_path):
+        check_output(tmp_path, Bad)
+    with pytest.raises(Bad, match=r"^--svg %s/no/x.svg: directory %s/no does not exist$" % (tmp_path, tmp_path)):
+        check_output(tmp_path / "no" / "x.svg", Bad, flag="--svg")

@@ -503,3 +503,167 @@ def test_the_c_floor_boots_the_live_medium_and_reports_its_figures(debian_kernel
     assert parse.time_in_init(r.output, parse.FLOOR_HANDOFF) > 0
     assert parse.vmhwm_kb(r.output, parse.FLOOR_VMHWM) > 0
     assert list(parse.phase_times(r.output, "floor")) == [name for name, _, _ in parse.PHASES]
+
+
+# --- issue 14's report parts: -smp 2, scale, compressors, the kernel's unpack cost -------------------------------
+
+# Recorded from a scale boot with 32 disks (build/bench-scale/ours-32-0.log, trimmed) and a -smp 2 boot.
+SCALE_CONSOLE = """\
+[    0.639735] smp: Brought up 1 node, 1 CPU
+[    2.282719] Run /init as init process
+[    2.372145] mpinit: modules: start
+[    6.084738] virtio_blk virtio0: [vda] 16384 512-byte logical blocks (8.39 MB/8.00 MiB)
+[    6.114914]  vda: vda1 vda2 vda3 vda4
+[    6.406814] virtio_blk virtio31: [vdaf] 86016 512-byte logical blocks (44.0 MB/42.0 MiB)
+[    6.412576]  vdaf: vdaf1
+[    6.567045] mpinit: modules: 10 loaded (10 by coldplug), 0 failed (4194 ms)
+[    6.567791] mpinit: devices: start
+[    7.689646] mpinit: devices: LABEL=MPLIVE is /dev/vdaf1 (157 block devices, 892 ms) (1122 ms)
+[    7.689999] mpinit: network: start
+[    7.690176] mpinit: network: skipped: no network boot asked for (1 ms)
+[    7.690354] mpinit: medium: start
+[    7.739637] mpinit: medium: /run/initramfs/live/live/filesystem.squashfs on /dev/vdaf1 (49 ms)
+[    7.841608] mpinit: handoff: switching to /sysroot, exec /sbin/init
+"""
+
+
+def test_cpus_and_run_init_come_from_the_kernels_lines():
+    assert parse.cpus(SCALE_CONSOLE) == 1
+    assert parse.cpus("[    0.428045] smp: Brought up 1 node, 2 CPUs\n") == 2
+    assert parse.run_init_stamp(SCALE_CONSOLE) == pytest.approx(2.282719)
+    with pytest.raises(parse.ParseError, match="boot 2: no 'smp: Brought up"):
+        parse.cpus(OURS_CONSOLE, "boot 2")
+
+
+def test_the_kernels_disk_probing_ends_at_its_last_disk_line():
+    assert parse.kernel_disk_probe_end(SCALE_CONSOLE) == pytest.approx(6.412576)
+    assert parse.kernel_disk_probe_end(SCALE_CONSOLE, until=6.2) == pytest.approx(6.114914)
+    # our own "mpinit: devices: ..." lines are not the kernel's partition lists
+    assert parse.kernel_disk_probe_end("[ 1.0] mpinit: early: x (3 ms)\n[ 2.0] sda: sda\n") is None
+
+
+def test_beyond_the_kernel_is_from_the_later_of_the_devices_start_and_the_last_disk_line():
+    # the kernel finished probing (6.41) before our devices stage started (7.6896 - 1.122 = 6.5676)
+    assert parse.beyond_kernel_ms(SCALE_CONSOLE) == round((7.739637 - (7.689646 - 1.122)) * 1000)
+    # a disk probed while our devices stage runs: only what follows it counts
+    late = SCALE_CONSOLE.replace("[    6.412576]  vdaf: vdaf1", "[    7.500000]  vdaf: vdaf1")
+    assert parse.beyond_kernel_ms(late) == round((7.739637 - 7.5) * 1000)
+    assert parse.beyond_kernel_ms(OURS_CONSOLE) is None  # no devices/medium stage lines
+
+
+def test_toram_and_fetch_share_one_progress_parser_and_one_timed_copy_parser():
+    fetch = "mpinit: fetch:  50% 1/2 MiB 1.0 MB/s ETA 1 s\rmpinit: fetch: 100% 2/2 MiB 3.4 MB/s done\n"
+    assert parse.progress_mbps(fetch, "fetch") == pytest.approx(3.4)
+    with pytest.raises(parse.ParseError, match="'mpinit: toram: 100%"):
+        parse.ours_toram_mbps(fetch)
+    with pytest.raises(parse.ParseError, match="the toram did not complete"):
+        parse.ours_toram_mbps("mpinit: toram: 100% 1/2 MiB 3.4 MB/s done\n")
+    assert parse.peer_timed("bbinit: netfetch: fetched 10 bytes in 1.0 .. 3.0 s", parse.PEER_FETCH) == (10, 2.0)
+    with pytest.raises(parse.ParseError, match="no 'bbinit: toram: copied"):
+        parse.peer_timed("bbinit: netfetch: fetched 10 bytes in 1.0 .. 3.0 s", parse.PEER_TORAM)
+
+
+if given is not None:
+    @given(hs.text(alphabet=hs.sampled_from(list("[] 0123456789.:vdasmpinit:devcsrblock()MCPUBroughtupnode,\n")),
+                   max_size=300))
+    def test_the_kernel_line_parsers_raise_nothing_but_parse_errors(text):
+        for fn in (parse.kernel_disk_probe_end, parse.beyond_kernel_ms):
+            fn(text)
+        for fn in (parse.cpus, parse.run_init_stamp):
+            try:
+                fn(text)
+            except parse.ParseError:
+                pass
+
+
+def test_slope_is_the_least_squares_one():
+    assert stats.slope([(5, 100), (40, 170), (160, 420)]) == pytest.approx(
+        statistics.linear_regression([5, 40, 160], [100, 170, 420]).slope)
+    assert stats.slope([(5, 1), (5, 2)]) is None and stats.slope([]) is None
+
+
+def _scale_rows(ours32, peer32, beyond_per_dev):
+    rows = []
+    for n, devs in ((1, 5), (8, 40), (32, 160)):
+        for r in range(2):
+            rows.append({"side": "ours", "disks": n, "devices": devs, "ok": True, "devices_ms": 50 + devs,
+                         "medium_ms": 50, "beyond_kernel_ms": 20 + beyond_per_dev * devs + r,
+                         "in_init_ms": (ours32 if n == 32 else 800 + 2 * devs) + r})
+            rows.append({"side": "peer", "disks": n, "devices": devs, "ok": True, "wait_medium_ms": 40 + devs,
+                         "in_init_ms": (peer32 if n == 32 else 1100 + 3 * devs) + r})
+    return rows
+
+
+def test_scale_report_has_a_row_per_scale_the_slopes_and_both_targets():
+    lines = report.scale_lines(_scale_rows(2000, 2400, 1.5), runs=2)
+    table = [line for line in lines if line.startswith("| 32 |")]
+    assert len(table) == 1 and "| 160 |" in table[0] and "2000 ms (2000 - 2001, n=2)" in table[0]
+    assert "0.83x" in table[0]
+    text = "\n".join(lines)
+    assert "ours, devices + medium stages: 1.00 ms per block device" in text
+    assert "ours, after the kernel's probing: 1.50 ms per block device" in text
+    assert "| <= 2 ms per block device beyond the kernel's probing | 1.50 ms | yes |" in text
+    assert "| no slower than busybox at 32 disks (time in /init) | 0.83x busybox | yes |" in text
+    f = report.scale_figures(_scale_rows(2600, 2400, 10))
+    assert (f["slope_met"], f["peer_met"]) == ("no", "no")
+
+
+def test_scale_targets_are_not_judged_without_their_figures():
+    rows = [g for g in _scale_rows(2000, 2400, 1.5) if g["disks"] == 1]
+    f = report.scale_figures(rows)
+    assert (f["beyond_slope"], f["slope_met"], f["peer_met"]) == (None, "n/a", "n/a")
+    failed = _scale_rows(2000, 2400, 1.5)
+    for g in failed:
+        if g["disks"] == 32 and g["side"] == "peer":
+            g["ok"] = False
+    text = "\n".join(report.scale_lines(failed))
+    assert "not measured (32 disks not in this run or a side failed)" in text and "2 failed" in text
+
+
+def test_smp2_rows_sit_below_their_smp1_rows():
+    run = _run_module()
+    ms = [Metric(k, k, "s") for k in ("size_alone", "live_root", "time_in_init", "vmhwm", "live_root_smp2",
+                                       "time_in_init_smp2", "toram")]
+    assert [m.key for m in run.order(ms)] == ["size_alone", "live_root", "live_root_smp2", "time_in_init",
+                                              "time_in_init_smp2", "vmhwm", "toram"]
+
+
+def test_size_arithmetic_of_the_04x_target():
+    run = _run_module()
+    # measured 2026-11-29 (demo set): ours alone / with modules, busybox alone / with modules
+    sizes = {"gzip": (287997, 1394632, 1033863, 2138901), "xz": (252676, 1007224, 879660, 1631412)}
+    lines = run.size_arithmetic(sizes, "gzip")
+    rows = [line for line in lines if line.startswith("| gzip") or line.startswith("| xz")]
+    assert rows[0] == ("| gzip | 287,997 | 1,106,635 | 1,394,632 | 1,033,863 | 1,105,038 | 2,138,901 | 0.65x | "
+                       "0.52x | none (-251,075 B) |")
+    assert rows[1].startswith("| xz |") and "| 0.46x |" in rows[1]
+    assert lines[-1].startswith("Unreachable: the modules alone are 0.46x of busybox's image at best (xz)")
+    small = run.size_arithmetic({"gzip": (100, 300, 1000, 1200)}, "gzip")
+    assert small[-3].endswith("| 0.25x | 0.17x | 280 B |")  # 0.4 * 1200 - 200
+    assert small[-1].startswith("Reachable: the modules alone are 0.17x")
+    assert run.size_arithmetic({}, "gzip") == []
+
+
+def test_options_of_the_scale_smp2_and_unpack_parts(capsys):
+    run = _run_module()
+    a = run.parse_args([])
+    assert (a.scales, a.scale_runs, a.smp2_runs, a.unpack_runs) == ([1, 8, 32], 2, 5, 2)
+    q = run.parse_args(["--quick"])
+    assert (q.scales, q.scale_runs, q.smp2_runs, q.unpack_runs) == ([1, 8], 1, 1, 1)
+    assert run.parse_args(["--runs", "3", "--smp2-runs", "0"]).smp2_runs == 0
+    for argv, word in ((["--scale", "1,x"], "--scale 1,x"), (["--scale", "0"], "--scale 0"),
+                       (["--scale-runs", "-1"], "--scale-runs -1")):
+        with pytest.raises(SystemExit):
+            run.parse_args(argv)
+        assert word in capsys.readouterr().err
+
+
+def test_the_kernel_command_line_is_written_in_one_place():
+    from mpbench import guest
+
+    assert guest.cmdline() == guest.CMDLINE and "printk.devkmsg=on" in guest.CMDLINE
+    assert guest.cmdline("/dev/vdb1").startswith("root=live:/dev/vdb1 printk.time=1")
+    assert "root=" not in guest.common() and guest.smp_args(1) == [] and guest.smp_args(2) == ["-smp", "2"]
+    for path in (ROOT / "bench").rglob("*.py"):
+        if path.name != "guest.py":
+            assert "printk.devkmsg=on console" not in path.read_text(), path

@@ -13,31 +13,31 @@ from conftest import ROOT, require_tools
 
 sys.path.insert(0, str(ROOT / "bench"))
 
-from mpbench import netfetch, peer  # noqa: E402
+from mpbench import netfetch, parse, peer  # noqa: E402
 from mpinit import cpio  # noqa: E402
 
 
 def test_ours_rate_is_the_last_completed_progress_line():
     out = ("mpinit: fetch:  12% 8/64 MiB 18.0 MB/s ETA 3 s\rmpinit: fetch:  80% 51/64 MiB 20.1 MB/s ETA 0 s"
            "\rmpinit: fetch: 100% 64/64 MiB 21.4 MB/s done\n[ 9.1] mpinit: medium: ...\n")
-    assert netfetch.ours_mbps(out) == pytest.approx(21.4)
-    with pytest.raises(netfetch.ParseError, match="boot 1: no completed 'mpinit: fetch: 100%"):
-        netfetch.ours_mbps("mpinit: fetch:  50% 32/64 MiB 20.0 MB/s ETA 1 s\n", "boot 1")
+    assert parse.progress_mbps(out, "fetch") == pytest.approx(21.4)
+    with pytest.raises(parse.ParseError, match="boot 1: no completed 'mpinit: fetch: 100%"):
+        parse.progress_mbps("mpinit: fetch:  50% 32/64 MiB 20.0 MB/s ETA 1 s\n", "fetch", "boot 1")
 
 
 def test_peer_rate_is_size_over_the_uptime_difference():
     out = "[  5.1] bbinit: netfetch: fetched 67108864 bytes in 4.20 .. 7.40 s\n"
-    assert netfetch.peer_mbps(out) == pytest.approx(67108864 / 3.2 / 1e6)
-    with pytest.raises(netfetch.ParseError, match="no measurable time"):
-        netfetch.peer_mbps("bbinit: netfetch: fetched 10 bytes in 4.20 .. 4.20 s", "b")
-    with pytest.raises(netfetch.ParseError, match="no 'bbinit: netfetch: fetched"):
-        netfetch.peer_mbps("bbinit: FAILED: wget", "b")
+    assert parse.peer_fetch_mbps(out) == pytest.approx(67108864 / 3.2 / 1e6)
+    with pytest.raises(parse.ParseError, match="no measurable time"):
+        parse.peer_fetch_mbps("bbinit: netfetch: fetched 10 bytes in 4.20 .. 4.20 s", "b")
+    with pytest.raises(parse.ParseError, match="no 'bbinit: netfetch: fetched"):
+        parse.peer_fetch_mbps("bbinit: FAILED: wget", "b")
 
 
 def test_the_scripts_log_line_is_what_the_parser_reads():
     line = next(x.strip() for x in netfetch.script().split("\n") if x.strip().startswith('log "netfetch: fetched'))
     text = line.split('"', 2)[1].replace("$size", "1000000").replace("$t0", "1.00").replace("$t1", "1.50")
-    assert netfetch.peer_mbps("bbinit: " + text) == pytest.approx(2.0)
+    assert parse.peer_fetch_mbps("bbinit: " + text) == pytest.approx(2.0)
 
 
 def test_the_script_runs_only_shipped_applets_and_is_valid_ash():

@@ -147,10 +147,40 @@ def test_probe_results_are_cached_until_the_device_changes(rec, fs, monkeypatch)
     scan_all()
     assert sorted(seen) == ["/dev/sdb", "/dev/sdb1", "/dev/sdb2"]
     seen.clear()
-    fs.get_object("/sys/devices/pci0000:00/host0/block/sda/sda1/size").set_contents("4096\n")   # resized: probed again
+    assert blockdev.scan()[0] is devs[0]   # an unchanged device keeps its Device (and its probe) across scans
+    # A device that leaves the listing is forgotten: back (re-plugged, maybe resized), it is probed again.
+    fs.rename("/sys/class/block/sda1", "/sys/class/block-gone-sda1")
+    assert "sda1" not in [d.name for d in blockdev.scan()]
+    fs.rename("/sys/class/block-gone-sda1", "/sys/class/block/sda1")
+    fs.get_object("/sys/devices/pci0000:00/host0/block/sda/sda1/size").set_contents("4096\n")
     scan_all()
     assert seen == ["/dev/sda1"]
-    assert blockdev.scan()[0] is devs[0]   # an unchanged device keeps its Device (and its probe) across scans
+
+
+def test_rescans_read_nothing_of_known_devices_but_an_empty_drives_size(rec, fs, monkeypatch):
+    mbr_disk(fs)
+    add_disk(fs, "sr0", b"", 11, 0, removable=True)   # an empty CD drive: size 0
+    first = blockdev.scan()
+    assert [d.name for d in first] == ["sda", "sr0", "sda1"] and not first[1].size
+    from mpinit_agent import fsutil
+
+    reads = []
+    real = fsutil.read_text
+    monkeypatch.setattr(fsutil, "read_text", lambda path, *a: reads.append(path) or real(path, *a))
+    again = blockdev.scan()
+    assert [d is o for d, o in zip(again, first)] == [True, True, True]
+    assert reads == ["/sys/class/block/sr0/size"]   # the only read: has the drive got a medium now?
+    iso = images.filesystem("iso9660", label="LIVE CD", uuid=ISO_UUID)
+    fs.get_object("/sys/devices/pci0000:00/host0/block/sr0/size").set_contents("%d\n" % (len(iso) // 512))
+    fs.get_object("/dev/sr0").set_contents(iso)
+    sr0 = blockdev.scan()[1]
+    assert sr0 is not first[1] and sr0.size == len(iso) and sr0.info["LABEL"] == "LIVE CD"
+
+
+def test_flags_are_read_when_asked(rec, fs):
+    gpt_stick(fs)
+    devs = blockdev.scan()
+    assert [d.removable for d in devs] == [True, True, True] and [d.ro for d in devs] == [False] * 3
 
 
 def test_missing_nodes_are_made_with_mknod(rec, fs):
@@ -359,14 +389,15 @@ def test_partuuid_and_partlabel_read_tables_only(rec, fs, monkeypatch):
     assert blockdev.find("PARTUUID=00000000-0000-4000-8000-000000000002", devs).name == "sdc1"
     assert blockdev.find("PARTLABEL=data3", devs).name == "sdd2"
     assert blockdev.find("PARTUUID=00000000-0000-4000-8000-000000000000/PARTNROFF=1", devs).name == "sda2"
-    # No partition's contents probed; each disk's table read once, whatever the number of lookups.
+    # No partition's contents probed; each disk's table read once, by its own probe (which hands blockdev the
+    # partitions it parsed), whatever the number of lookups.
     assert sorted(seen["probe"]) == ["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/sdd"]
-    assert sorted(seen["partitions"]) == ["/dev/sda", "/dev/sdb", "/dev/sdc", "/dev/sdd"]
+    assert seen["partitions"] == []
     # blkid-compatible keys still complete once the partition itself is read.
     sdc1 = blockdev.find("sdc1", devs)
     assert sdc1.info["LABEL"] == "EFI2" and sdc1.info["PARTUUID"] == "00000000-0000-4000-8000-000000000002"
     assert sdc1.info["PARTLABEL"] == "efi2" and sdc1.info["TYPE"] == "vfat"
-    assert seen["partitions"].count("/dev/sdc") == 1
+    assert seen["partitions"] == [] and seen["probe"].count("/dev/sdc") == 1
 
 
 def test_each_device_is_probed_at_most_once_across_scans(rec, fs, monkeypatch):
@@ -375,7 +406,7 @@ def test_each_device_is_probed_at_most_once_across_scans(rec, fs, monkeypatch):
     for _ in range(5):                       # a wait loop's passes, looking for a label that is not there
         assert blockdev.find("LABEL=LATE", blockdev.scan()) is None
     assert sorted(seen["probe"]) == ["/dev/sda", "/dev/sda1", "/dev/sda2", "/dev/sdb", "/dev/sdb1", "/dev/sdb2"]
-    assert sorted(seen["partitions"]) == ["/dev/sda", "/dev/sdb"]
+    assert seen["partitions"] == []                # the tables came with the disks' own probes
     seen["probe"].clear()
     seen["partitions"].clear()
     late = images.filesystem("ext4", label="LATE")

@@ -226,3 +226,11 @@ def test_a_name_without_dns_servers(fake_machine):
     m, srv = _dns_machine(fake_machine, "root=live:%s ip=dhcp" % URL, dhcp_dns=())
     report = _report(m.boot())
     assert "cannot resolve %s: no DNS server" % NAME in report and "ip=...:<dns0>" in report
+
+
+def test_a_send_failure_is_named_by_errno_and_text(fake_machine):
+    import errno
+    import os
+
+    out = _resolve_in(fake_machine, {}, ["10.0.2.3"], configure=False)   # no address: nowhere to send from
+    assert "10.0.2.3: errno %d: %s" % (errno.ENETUNREACH, os.strerror(errno.ENETUNREACH)) in out["error"], out

@@ -2,7 +2,9 @@
 Download against the fake machine's scripted web servers: Content-Length, chunked, redirects, short reads and
 resume with Range/If-Range, a changed file, 404/500, retries, a server that is not there."""
 
+import errno
 import hashlib
+import os
 
 import pytest
 from hypothesis import given, settings
@@ -191,6 +193,9 @@ def test_500_is_retried_a_bounded_number_of_times(fake_machine):
 def test_no_server_times_out_with_the_url(fake_machine):
     srv, out = download(fake_machine, "http://10.0.2.100:8080/f", lambda s: None)
     assert "http://10.0.2.100:8080/f" in str(out["error"]) and "connect to 10.0.2.100:8080" in str(out["error"])
+    # the errno as every agent message gives it (failure.oserror_text)
+    timed_out = "errno %d: %s" % (errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+    assert timed_out in str(out["error"]), out["error"]
 
 
 def test_size_check_refuses_before_the_body(fake_machine):

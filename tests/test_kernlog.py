@@ -26,6 +26,7 @@ def test_parse_a_record_and_its_dictionary():
     assert kernlog.parse("no semicolon") is None
     assert kernlog.parse(b"\xff\xfe;") is None
     assert kernlog.line(1234567, "text") == "[    1.234567] text"
+    assert kernlog.line(0, "y" * 300).endswith("y...") and kernlog.line(0, "y" * 300, 0).endswith("y" * 300)
     long = kernlog.line(0, "x" * 500)
     assert long.endswith("...") and len(long) == len("[    0.000000] ") + kernlog.MAX_LINE
 
@@ -194,6 +195,29 @@ def test_step_and_after_keep_the_lines_for_the_stage_report(fake_machine):
         lines, omitted = kernlog.since()
         assert lines[-1].endswith("load 59") and omitted == 61 - len(lines)
         assert kernlog.step() == 0 and kernlog.after(0) == []
+    finally:
+        kernlog.close()
+        m.stop()
+
+
+def test_step_reads_nothing_and_after_sees_only_that_call(fake_machine):
+    """step() is on every module load's path: it moves its own reader (one lseek), parses nothing; the stage's
+    reader still gets every record for since()."""
+    m = fake_machine()
+    k = m.start()
+    try:
+        k._chardev("/dev/kmsg", 1, 11)
+        assert kernlog.mark()
+        k.klog.log("before the load")
+        kernlog.step()
+        assert kernlog._kept == []                 # nothing was read or parsed
+        k.klog.log("mpinit: our own line")
+        k.klog.log("virtio_blk: disagrees about version of symbol module_layout")
+        assert [s.split("] ", 1)[1] for s in kernlog.after(0)] == [
+            "virtio_blk: disagrees about version of symbol module_layout"]
+        lines, omitted = kernlog.since()
+        assert [s.split("] ", 1)[1] for s in lines] == [
+            "before the load", "virtio_blk: disagrees about version of symbol module_layout"] and omitted == 0
     finally:
         kernlog.close()
         m.stop()

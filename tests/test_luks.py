@@ -184,6 +184,47 @@ def test_key_file_on_a_usb_key_is_read_and_the_key_unmounted(fake_machine):
     assert not [mt for mt in r.mounts if mt[1].endswith("keydev")]
 
 
+def test_key_stick_mounted_like_any_medium_with_the_vfat_charset_retry(fake_machine):
+    # A FAT key stick whose default iocharset is missing from the image: mount(2) says EINVAL once, and the key
+    # mount tries iocharset=utf8 as the medium's mount does (one mount helper, medium.mount_dev).
+    m = machine(fake_machine, "root=UUID=%s rd.luks.key=/keys/root.key:LABEL=MPKEYS" % ROOT, keyfile=KEY)
+    m.add_disk("sdb", m.filesystem("vfat", label="MPKEYS", files={"keys/root.key": KEY}), removable=True)
+    m.fail("mount", errno.EINVAL, when=lambda src, target, fstype, flags, data: target == luks.KEY_MOUNT
+           and data is None, times=1)
+    r = booted(m.boot())
+    assert r.stdin_fed == [KEY]
+    keymounts = [e for e in r.mount_log if e[0] == "mount" and e[2] == luks.KEY_MOUNT]
+    assert [(e[3], e[5]) for e in keymounts] == [("vfat", "iocharset=utf8")]
+    assert keymounts[0][4] & abi.MS_RDONLY and keymounts[0][4] & abi.MS_NOEXEC
+
+
+def test_key_on_an_ntfs_stick_is_mounted_with_the_ntfs3_driver(fs):
+    from agent_stub import StubSys
+    from mpinit_agent import main
+
+    class Dev:
+        name = "sdb1"
+        path = "/dev/sdb1"
+        info = {"TYPE": "ntfs", "LABEL": "KEYS"}
+
+    class NoModules:
+        def available(self):
+            return []
+
+        def match(self, alias):
+            return []
+
+    fs.create_file(luks.KEY_MOUNT + "/k", contents=b"SECRET")
+    ctx = main.Context()
+    ctx.modules = NoModules()
+    with StubSys(fs) as s:
+        key, why = luks.read_key(ctx, ("/k", "LABEL=KEYS", 0, 0), devices=[Dev()])
+    assert (bytes(key), why) == (b"SECRET", None)
+    flags = abi.MS_RDONLY | abi.MS_NOSUID | abi.MS_NODEV | abi.MS_NOEXEC
+    assert [a for n, a in s.calls if n == "mount"] == [("/dev/sdb1", luks.KEY_MOUNT, "ntfs3", flags, None)]
+    assert not s.mounts  # unmounted after the read
+
+
 def test_missing_key_device_falls_back_to_the_prompt_after_rd_luks_timeout(fake_machine):
     m = machine(fake_machine, "root=UUID=%s rd.luks.key=/k:LABEL=MPKEYS rd.luks.timeout=2" % ROOT, wait=10)
     m.console_input = [PASS]
@@ -293,10 +334,67 @@ def test_crypttab_plain_mode_is_refused_with_a_message(fake_machine):
 
 
 def test_no_cryptsetup_in_the_image_says_how_to_pack_it(fake_machine):
+    # Without cryptsetup there is no unlock-all (dracut without its crypt module): the root stays missing, and the
+    # report names the LUKS device the root may be in.
     m = machine(fake_machine, "root=UUID=%s" % ROOT, tools=False, wait=1)
     r = m.boot()
+    assert "root device UUID=%s did not appear" % ROOT in r.console
     assert "/dev/vda is a LUKS device but cryptsetup is not in the initramfs" in r.console
     assert "mpinit pack --luks" in r.console
+
+
+def test_explicit_target_without_cryptsetup_fails_naming_it(fake_machine):
+    m = machine(fake_machine, "root=UUID=%s rd.luks.uuid=%s" % (ROOT, U), tools=False, wait=1)
+    r = m.boot()
+    assert "boot failed in stage 'devices': /dev/vda is a LUKS device but cryptsetup is not in the initramfs" \
+        in r.console
+
+
+def _plain_root_beside_luks(fake_machine, tools, root_first):
+    """A plain ext4 root (LABEL=PLAINROOT) and an unrelated LUKS disk, plus one more plain disk; the root on the
+    first disk (vda) or after the LUKS one."""
+    m = fake_machine(cmdline="root=LABEL=PLAINROOT rootdelay=1")
+    m.add_module("dm_mod")
+    m.add_module("dm_crypt", depends=("dm_mod",))
+    root = m.filesystem("ext4", label="PLAINROOT", files={"sbin/init": m.executable(b"#!/bin/sh\n"),
+                                                         "etc/hostname": b"plain\n"})
+    crypt = dm.luks(m, m.filesystem("ext4"), passphrase=PASS, uuid=U)
+    disks = [root, crypt] if root_first else [crypt, root]
+    m.add_disk("vda", disks[0])
+    m.add_disk("vdb", disks[1])
+    m.add_disk("vdc", m.filesystem("vfat", label="OTHER"))
+    if tools:
+        dm.install_tools(m, mdadm=False, lvm=False)
+    return m
+
+
+def test_a_plain_root_found_leaves_other_luks_disks_alone_and_unprobed(fake_machine, monkeypatch):
+    from mpinit_agent import blockdev, probe
+
+    m = _plain_root_beside_luks(fake_machine, tools=True, root_first=True)
+    seen = []
+    real = probe.probe
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(path) or real(path, *a, **k))
+    blockdev.forget()
+    r = m.boot()
+    assert r.handed_off and r.read("/etc/hostname") == b"plain\n", r.console
+    assert not cryptsetup_runs(r) and "Enter passphrase" not in r.console
+    # dracut's unlock-all was not needed: nothing after the root in scan order was read.
+    assert "/dev/vdb" not in seen and "/dev/vdc" not in seen
+
+
+def test_without_cryptsetup_an_unrelated_luks_disk_does_not_fail_the_boot(fake_machine):
+    m = _plain_root_beside_luks(fake_machine, tools=False, root_first=False)
+    r = m.boot()
+    assert r.handed_off and r.read("/etc/hostname") == b"plain\n", r.console
+    assert "cryptsetup" not in r.console
+
+
+def test_with_cryptsetup_an_unrelated_luks_disk_before_the_root_is_not_asked_for(fake_machine):
+    m = _plain_root_beside_luks(fake_machine, tools=True, root_first=False)
+    r = m.boot()
+    assert r.handed_off and r.read("/etc/hostname") == b"plain\n", r.console
+    assert not cryptsetup_runs(r) and "Enter passphrase" not in r.console
 
 
 def test_without_dm_crypt_cryptsetup_fails_once_not_three_times(fake_machine):
@@ -318,7 +416,9 @@ def test_targets_from_parameters():
 
 
 def test_targets_default_and_off():
-    assert [(t.uuid, t.nofail) for t in luks.targets(cmdline.parse("root=/dev/x"), [])] == [("", True)]
+    assert [(t.uuid, t.nofail, t.fallback) for t in luks.targets(cmdline.parse("root=/dev/x"), [])] == [
+        ("", True, True)]
+    assert luks.targets(cmdline.parse("root=/dev/x"), [], unlock_all=False) == []  # no cryptsetup packed
     assert luks.targets(cmdline.parse("root=live:LABEL=x"), []) == []
     assert luks.targets(cmdline.parse("root=/dev/x rd.luks=0"), []) == []
 

@@ -77,6 +77,7 @@ def blockdev(monkeypatch):
     mod.find = find
     mod.scan = lambda: list(mod.devices)
     mod.ensure_node = lambda d: None
+    mod.node_errors = []
     mod.make_links = lambda devices, only_probed=False: None
     mod.describe = lambda devices: ["%s TYPE=%s LABEL=%s" % (d.path, d.info.get("TYPE"), d.info.get("LABEL"))
                                     for d in devices]
@@ -306,15 +307,17 @@ def _erofs(size=8192):
 EROFS = _erofs()
 
 
-def test_image_type():
+def test_check_image_types():
     import io
 
-    assert medium.image_type(io.BytesIO(SQ)) == "squashfs"
-    assert medium.image_type(io.BytesIO(EROFS)) == "erofs"
-    assert medium.image_type(io.BytesIO(bytes(8192))) is None
+    assert medium.check_image(io.BytesIO(SQ)) == "squashfs"
+    assert medium.check_image(io.BytesIO(EROFS)) == "erofs"
+    with pytest.raises(BootError, match="probed TYPE=nothing"):
+        medium.check_image(io.BytesIO(bytes(8192)))
     bad = bytearray(EROFS)
     bad[1024 + 64] = 1   # the volume name changes, the CRC does not
-    assert medium.image_type(io.BytesIO(bytes(bad))) is None
+    with pytest.raises(BootError, match="not a squashfs image or an EROFS image"):
+        medium.check_image(io.BytesIO(bytes(bad)))
 
 
 def test_erofs_file_is_found_beside_the_default_name(fs, blockdev):

@@ -545,3 +545,32 @@ def test_agent_checksums_use_the_native_sha512(runtime_binary, tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = image.read_bytes()
     assert proc.stdout.split() == [hashlib.sha512(data).hexdigest(), hashlib.sha256(data).hexdigest()]
+
+
+# ---- crc32 / crc32c (agent/native/crc.c) --------------------------------------------------------------------------
+
+
+def test_crc32_matches_zlib_and_crc32c_the_python_table(runtime_binary, tmp_path):
+    """zlib.crc32's semantics (a previous result as the seed, memoryviews accepted) and the raw CRC-32C that
+    probe.py's Python fallback computes, on the check string and on random data split at odd places."""
+    import random
+    import zlib
+
+    from mpinit_agent import probe
+
+    rnd = random.Random(32)
+    data = bytes(rnd.getrandbits(8) for _ in range(20000))
+    (tmp_path / "data").write_bytes(data)
+    proc = mpy(runtime_binary, """
+        import _linux as L
+        data = open(%r, "rb").read()
+        print(L.crc32(b"123456789"), L.crc32(b""), L.crc32(b"", 5))
+        print(L.crc32(memoryview(data)[100:19000]), L.crc32(data[7000:], L.crc32(data[:7000])))
+        print(L.crc32c(b"123456789", 0xFFFFFFFF) ^ 0xFFFFFFFF, L.crc32c(data, 0xF2F52010))
+    """ % (str(tmp_path / "data"),))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:3] == [
+        "%d 0 5" % zlib.crc32(b"123456789"),
+        "%d %d" % (zlib.crc32(data[100:19000]), zlib.crc32(data)),
+        "%d %d" % (0xE3069283, probe._crc32c_py(data, 0xF2F52010)),   # 0xE3069283: the catalogued CRC-32C check value
+    ]

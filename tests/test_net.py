@@ -71,12 +71,11 @@ def test_parse_url_rejects(url, why):
         netconf.parse_url(url)
 
 
-def test_join_and_sibling_urls():
+def test_join_urls():
     assert netconf.join_url("http://h:81/a/b", "/c") == "http://h:81/c"
     assert netconf.join_url("http://h/a/b?x", "c") == "http://h/a/c"
     assert netconf.join_url("http://h/a/b", "http://o/p") == "http://o/p"
     assert netconf.join_url("http://h/a/b", "//o/p") == "http://o/p"
-    assert netconf.sibling_url("http://h/a/b.sfs", "b.sha256") == "http://h/a/b.sha256"
 
 
 # ---- the kernel parameters ------------------------------------------------------------------------------------

@@ -159,6 +159,17 @@ def test_a_mount_failure_is_a_message():
         in r.console
 
 
+def test_a_fat_target_gets_the_charset_retry_of_every_mount():
+    m = describe(FakeMachine(cmdline="root=live:LABEL=WRONG rootdelay=1"))
+    m.fail("mount", errno.EINVAL, when=lambda src, target, fstype, flags, data: target == capture.CAPTURE_MOUNT
+           and data is None, times=1)
+    m.console_input = ["capture('LABEL=BUGS')"]
+    r = m.boot()
+    assert "written to LABEL=BUGS (/dev/vdb) as mpinit-capture-1.json" in r.console
+    mounts = [e for e in r.mount_log if e[0] == "mount" and e[2] == capture.CAPTURE_MOUNT]
+    assert [(e[3], e[5]) for e in mounts] == [("vfat", "iocharset=utf8")]
+
+
 def test_rd_mpinit_capture_on_failure_and_at_a_stage():
     m = describe(FakeMachine(cmdline="root=live:LABEL=WRONG rootdelay=1 rd.mpinit.capture=LABEL=BUGS "
                                      "rd.mpinit.capture=console@devices rd.shell=0 panic=1"))

@@ -44,11 +44,6 @@ def test_needs_more(src, more):
     assert rescue.needs_more(src) is more
 
 
-def test_kmsg_record_formats_like_dmesg():
-    assert rescue.kmsg_record("6,339,5140900,-;mpinit: early: start") == "[    5.140900] mpinit: early: start"
-    assert rescue.kmsg_record(" SUBSYSTEM=block") is None
-
-
 def run_shell(fs, lines, capsys, err=None):
     with StubSys(fs, console=lines) as s:
         out = rescue.Shell(Ctx(), err).run()
@@ -127,6 +122,26 @@ def test_shell_off_by_config_with_default_panic(fs, capsys):
     assert s.clock - start == 10000
 
 
+def test_shell_off_is_honoured_when_the_cmdline_stage_itself_failed(fs, capsys):
+    # A bad config.json fails the cmdline stage before ctx.opts exists: rd.shell=0 panic=2 still hold.
+    fs.create_file("/proc/cmdline", contents="root=live:LABEL=X rd.shell=0 panic=2\n")
+    ctx = Ctx()
+    ctx.opts = None
+    with StubSys(fs, console=["resume()"]) as s:
+        start = s.clock
+        assert rescue.fail(ctx, BootError("cmdline", "bad config")) is False
+    assert s.clock - start == 2000
+    assert s.prompts == []
+
+
+def test_shell_stays_on_without_rd_shell_when_the_cmdline_stage_failed(fs, capsys):
+    fs.create_file("/proc/cmdline", contents="root=live:LABEL=X rd.shell panic=oops\n")
+    ctx = Ctx()
+    ctx.opts = None
+    with StubSys(fs, console=["resume()"]):
+        assert rescue.fail(ctx, BootError("cmdline", "bad config")) is True
+
+
 def test_negative_panic_reboots_at_once(fs, capsys):
     with StubSys(fs) as s:
         start = s.clock
@@ -159,7 +174,9 @@ def test_on_failure_hooks_run_and_their_failure_does_not_hide_the_first(fs, caps
 
 
 def test_dmesg_reads_records_until_the_end(fs, capsys, monkeypatch):
-    records = [b"6,1,1500000,-;first line\n", b"4,2,2000001,-;second\n"]
+    long = "x" * 300   # longer than the failure report's kernlog.MAX_LINE: dmesg() shows it whole
+    records = [b"6,1,1500000,-;first line\n SUBSYSTEM=block\n", b"4,2,2000001,-;second\n", b"garbage\n",
+               b"6,3,2000002,-;" + long.encode() + b"\n"]
     s = StubSys(fs)
 
     def read(fd, n):
@@ -170,5 +187,5 @@ def test_dmesg_reads_records_until_the_end(fs, capsys, monkeypatch):
     monkeypatch.setattr(s, "read", read)
     with s:
         rescue.dmesg()
-    assert capsys.readouterr().out == "[    1.500000] first line\n[    2.000001] second\n"
+    assert capsys.readouterr().out == "[    1.500000] first line\n[    2.000001] second\n[    2.000002] %s\n" % long
     assert ("close", (7,)) in s.calls

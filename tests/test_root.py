@@ -65,17 +65,13 @@ def test_fsck_exit_meaning(code, meaning):
     assert root.fsck_exit_meaning(code) == meaning
 
 
-def test_fstab_passno():
-    text = "/dev/a / ext4 defaults 0 1\n/dev/b /usr ext4 defaults 0 2\n/dev/c /srv ext4 defaults\n"
-    assert root.fstab_passno(text, "/usr") == 2 and root.fstab_passno(text, "/srv") == 0
-    assert root.fstab_passno(text, "/var") is None
-
-
 def test_fstab_entry():
     text = ("# comment\n\nUUID=1 / ext4 defaults 0 1\nLABEL=my\\040usr /usr xfs ro,noatime 0 2\n"
-            "/dev/sdb1 /home ext4\n")
-    assert root.fstab_entry(text, "/usr") == ("LABEL=my usr", "xfs", "ro,noatime")
-    assert root.fstab_entry(text, "/home") == ("/dev/sdb1", "ext4", "defaults")
+            "/dev/sdb1 /home ext4\n/dev/c /srv ext4 defaults 0\n")
+    assert root.fstab_entry(text, "/usr") == ("LABEL=my usr", "xfs", "ro,noatime", 2)
+    assert root.fstab_entry(text, "/home") == ("/dev/sdb1", "ext4", "defaults", 0)   # fs_passno missing: 0
+    assert root.fstab_entry(text, "/srv")[3] == 0
+    assert root.fstab_entry(text, "/") == ("UUID=1", "ext4", "defaults", 1)
     assert root.fstab_entry(text, "/var") is None
 
 

@@ -242,7 +242,7 @@ def test_erofs_image_of_a_real_root(tmp_path, capsys):
     assert "erofs lz4hc" in capsys.readouterr().out
     from mpinit_agent import medium, probe
 
-    assert probe.probe(str(out))["TYPE"] == "erofs" and medium.image_type(str(out)) == "erofs"
+    assert probe.probe(str(out))["TYPE"] == "erofs" and medium.check_image(str(out)) == "erofs"
     ex = tmp_path / "x"
     subprocess.run(["fsck.erofs", "--extract=%s" % ex, str(out)], check=True, capture_output=True)
     assert (ex / "sbin" / "init").is_file() and (ex / "etc" / "hostname").read_text() == "live\n"

@@ -53,11 +53,14 @@ def test_missing_crypttab_file(tmp_path, init, capsys):
     assert status != 0 and "No such file" in capsys.readouterr().err
 
 
-def test_a_missing_tool_names_its_package(monkeypatch):
-    monkeypatch.setattr(storagekit.shutil, "which", lambda *a, **k: None)
+def test_a_missing_tool_names_its_package(monkeypatch, tmp_path):
+    from mpinit import runner
+    from mpinit.initramfs import PackOptions
+
+    monkeypatch.setattr(runner.shutil, "which", lambda *a, **k: None)
     with pytest.raises(storagekit.KitError, match="--mdadm: mdadm is not installed on this machine "
                                                  r"\(Debian package mdadm\)"):
-        storagekit.find_program("mdadm", "mdadm", "mdadm")
+        storagekit.expand(PackOptions(init=tmp_path / "init", mdadm=True))
 
 
 def test_without_a_module_tree_the_kit_warns(tmp_path, init, capsys):

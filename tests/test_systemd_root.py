@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from mpinit import arch as archmod
 from mpinit.testing import systemd_root as sr
 
 INDEXTARGETS = """http://mirror.example/debian/ bookworm main amd64 Debian
@@ -21,10 +22,9 @@ http://mirror.example/debian/ bookworm main amd64 Debian
 
 def fake_apt(monkeypatch, indextargets, arch="amd64"):
     real = subprocess.run
+    monkeypatch.setattr(archmod, "native", lambda: archmod.get(arch))
 
     def run(argv, **kw):
-        if argv[:2] == ["dpkg", "--print-architecture"]:
-            return subprocess.CompletedProcess(argv, 0, arch + "\n", "")
         if argv[:2] == ["apt-get", "indextargets"]:
             return subprocess.CompletedProcess(argv, 0, indextargets, "")
         return real(argv, **kw)

@@ -62,8 +62,8 @@ class Device:
         self.path = DEV + "/" + name
         self.devno = devno                # (major, minor)
         self.size = size                  # bytes
-        self.removable = removable        # the whole disk's removable flag
-        self.ro = ro
+        self._removable = removable       # the whole disk's removable flag (None: read from sysfs when asked)
+        self._ro = ro                     # (None: read from sysfs when asked)
         self.is_partition = is_partition
         self.partn = partn                # partition number (sda1 -> 1), None for a disk
         self.parent = parent              # the disk's name for a partition, None for a disk
@@ -88,6 +88,32 @@ class Device:
     @info.setter
     def info(self, value):
         self._info = value
+
+    # The read-only and removable flags are sysfs reads that only a failure report, the medium search without a
+    # spec and persistence look at: read on first use, not for every device of every scan.
+    @property
+    def ro(self):
+        if self._ro is None:
+            self._ro = fsutil.read_text(SYS_BLOCK + "/" + self.name + "/ro", "0").strip() == "1"
+        return self._ro
+
+    @ro.setter
+    def ro(self, value):
+        self._ro = value
+
+    @property
+    def removable(self):
+        if self._removable is None:
+            if self.disk is not None:
+                self._removable = self.disk.removable
+            else:
+                name = self.parent if self.is_partition and self.parent else self.name
+                self._removable = fsutil.read_text(SYS_BLOCK + "/" + name + "/removable", "0").strip() == "1"
+        return self._removable
+
+    @removable.setter
+    def removable(self, value):
+        self._removable = value
 
     def probed(self):
         return self._info is not None
@@ -161,14 +187,20 @@ def _uevent(base):
     return out
 
 
-def _parent_of(name, disks):
-    """The disk whose sysfs directory holds partition `name`."""
+def _parent_of(name, disks, known=None):
+    """The disk whose sysfs directory holds partition `name`. known: the disks of this scan by name."""
     # Kernel partition names: the disk name plus the number, with "p" between when the disk name ends in a digit
     # (block/partitions/core.c: nvme0n1p1, mmcblk0p1, loop0p1; sda1).
     stem = name.rstrip("0123456789")
     guesses = [stem]
     if stem.endswith("p"):
         guesses.append(stem[:-1])
+    if known is not None:
+        # The name rule picks one disk of this scan: trusted without a stat (a disk's name never has another
+        # disk's partition names as a prefix plus digits: sda -> sda1, sda1 is no disk beside it).
+        for disk in guesses:
+            if disk in known:
+                return disk
     for disk in guesses + disks:
         if disk != name and fsutil.exists("%s/%s/%s" % (SYS_BLOCK, disk, name)):
             return disk
@@ -198,35 +230,84 @@ def _probe(dev):
         return {}, True  # an empty drive (no medium) or a detached loop device: nothing to read
     from . import probe
 
+    parts = None if dev.is_partition else []
     try:
-        info = probe.probe(dev.path, sector=dev.sector)
+        info = probe.probe(dev.path, sector=dev.sector, parts=parts)
     except OSError:
         return {}, False  # I/O error or medium gone: not cached, tried again on the next scan
     _cache[dev.name] = (dev.devno, dev.size, dict(info))
+    if parts is not None and info.get("PTTYPE"):
+        _tables[dev.name] = (dev.devno, dev.size, parts)   # the table the probe read: part_keys() needs no read
     return info, True
 
 
-def _devno_size(base):
-    devtext = fsutil.read_text(base + "/dev", "")
-    i = devtext.find(":")
+def _devno(text):
+    i = text.find(":")
     if i < 0:
-        return None, 0  # vanished while we looked, or not a device directory
-    return (_int(devtext[:i]), _int(devtext[i + 1:])), _int(fsutil.read_text(base + "/size", "0")) * 512
+        return None
+    return _int(text[:i]), _int(text[i + 1:])
+
+
+# Why ensure_node() failed for a device in the last scan(), as (name, OSError): the caller reports them
+# (main.scan_devices logs each once), since a scan makes the nodes itself.
+node_errors = []
+
+
+def _new_device(name, ev, disks, by_name):
+    """A Device for a name not seen before, from its uevent (MAJOR, MINOR, DEVTYPE, PARTN: one read for what
+    took four) and its size; None when it vanished or is not a device."""
+    base = SYS_BLOCK + "/" + name
+    if "MAJOR" in ev and "MINOR" in ev:
+        devno = (_int(ev["MAJOR"]), _int(ev["MINOR"]))
+    else:
+        devno = _devno(fsutil.read_text(base + "/dev", ""))   # an old kernel's uevent without MAJOR/MINOR
+    if devno is None:
+        return None  # vanished while we looked, or not a device directory
+    size = _int(fsutil.read_text(base + "/size", "0")) * 512
+    if not size and name.startswith("loop"):
+        return None  # an unattached loop device: nothing to find there, and eight of them are noise in reports
+    d = Device(name, devno, size, removable=None, ro=None)
+    if ev.get("DEVTYPE") == "partition":
+        d.is_partition = True
+        d.partn = _int(ev.get("PARTN") or fsutil.read_text(base + "/partition", ""), None)
+        d.parent = _parent_of(name, disks, by_name)
+        disk = by_name.get(d.parent)
+        d.disk = disk
+        if disk is not None:
+            d.sector = disk.sector
+    else:
+        d.sector = _int(fsutil.read_text(base + "/queue/logical_block_size", "512"), 512) or 512
+    try:
+        ensure_node(d)
+    except OSError as e:
+        node_errors.append((name, e))  # probing it later then fails quietly
+    return d
 
 
 def scan():
     """Every block device in /sys/class/block (disks first, then partitions, each group by name; unattached loop
-    devices left out), with /dev nodes made where missing. `info` is probed on first use (cached): a device seen
-    by an earlier scan with the same devno and size is the same Device object, its probe result kept."""
+    devices left out), with /dev nodes made where missing. `info` is probed on first use (cached).
+
+    A name seen by an earlier scan keeps its Device (and its probe) without a single sysfs read: a wait loop's
+    rescans cost one listdir plus the new devices. Only a device that had no medium (size 0: an empty CD drive or
+    card reader) has its size read again, and one whose probe failed is probed again. A device that disappears
+    from the listing is forgotten, so one replaced under the same name between two scans is not noticed (the
+    wait loop scans every 100 ms or sooner on a uevent; forget() drops everything)."""
+    del node_errors[:]
     names = fsutil.listdir(SYS_BLOCK)
     disks = []
     parts = []
+    events = {}
     for name in names:
         old = _devs.get(name)
         if old is not None:
             is_part = old.is_partition
         else:
-            is_part = fsutil.exists("%s/%s/partition" % (SYS_BLOCK, name))
+            ev = _uevent(SYS_BLOCK + "/" + name)
+            if "DEVTYPE" not in ev:   # no uevent (a test tree, an odd kernel): the partition file says it
+                ev["DEVTYPE"] = "partition" if fsutil.exists("%s/%s/partition" % (SYS_BLOCK, name)) else "disk"
+            events[name] = ev
+            is_part = ev["DEVTYPE"] == "partition"
         if is_part:
             parts.append(name)
         else:
@@ -234,14 +315,13 @@ def scan():
     devices = []
     by_name = {}
     for name in disks + parts:
-        base = SYS_BLOCK + "/" + name
-        devno, size = _devno_size(base)
-        if devno is None:
-            continue
-        if not size and name.startswith("loop"):
-            continue  # an unattached loop device: nothing to find there, and eight of them are noise in reports
         old = _devs.get(name)
-        if old is not None and old.devno == devno and old.size == size:
+        if old is not None:
+            if not old.size:
+                size = _int(fsutil.read_text(SYS_BLOCK + "/" + name + "/size", "0")) * 512
+                if size:
+                    old = None        # a medium was inserted: a new Device, probed afresh
+        if old is not None:
             if old.is_partition:
                 disk = by_name.get(old.parent)
                 if disk is not old.disk:
@@ -255,25 +335,12 @@ def scan():
             by_name[name] = old
             devices.append(old)
             continue
-        ro = fsutil.read_text(base + "/ro", "0") == "1"
-        d = Device(name, devno, size, ro=ro)
-        if name in parts:
-            ev = _uevent(base)
-            d.is_partition = True
-            d.partn = _int(ev.get("PARTN") or fsutil.read_text(base + "/partition", ""), None)
-            d.parent = _parent_of(name, disks)
-            disk = by_name.get(d.parent)
-            d.disk = disk
-            if disk is not None:
-                d.removable = disk.removable
-                d.sector = disk.sector
-        else:
-            d.removable = fsutil.read_text(base + "/removable", "0") == "1"
-            d.sector = _int(fsutil.read_text(base + "/queue/logical_block_size", "512"), 512) or 512
-        try:
-            ensure_node(d)
-        except OSError:
-            pass  # reported by the caller's own ensure_node(); probing later then fails quietly
+        ev = events.get(name)
+        if ev is None:
+            ev = _uevent(SYS_BLOCK + "/" + name)
+        d = _new_device(name, ev, disks, by_name)
+        if d is None:
+            continue
         by_name[name] = d
         devices.append(d)
     _devs.clear()

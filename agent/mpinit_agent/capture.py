@@ -60,7 +60,6 @@ KMSG_MAX = const(2000)        # the agent's log lines kept (the newest)
 _MERGE_GAP = const(64)        # reads closer than this are recorded as one range
 _ZBLOCK = const(512)          # zero runs are recorded by length, in blocks of this size
 _LINE_BYTES = const(45)       # 45 bytes = 60 base64 characters: a frame line stays under 80 columns
-_EINVAL = const(22)
 
 # Filesystems a capture may be written to (the kernel's read-write drivers the agent mounts elsewhere too).
 WRITABLE = ("vfat", "exfat", "ext2", "ext3", "ext4", "btrfs", "xfs")
@@ -366,8 +365,8 @@ def _used(ctx):
     return out
 
 
-def collect(ctx, err=None, reason="rescue"):
-    """The capture of this machine now (FORMAT at the top)."""
+def collect(ctx, err=None, reason="rescue", devices=None):
+    """The capture of this machine now (FORMAT at the top); devices: blockdev.scan() when the caller has none."""
     from . import blockdev, contract
 
     try:
@@ -402,7 +401,7 @@ def collect(ctx, err=None, reason="rescue"):
         doc["failure"] = {"stage": err.stage, "message": err.message, "param": err.param, "tried": list(err.tried),
                           "seen": list(err.seen)}
     budget = TOTAL_CAP
-    for d in blockdev.scan():
+    for d in (blockdev.scan() if devices is None else devices):
         entry, used = _device(d, budget)
         budget -= used
         doc["devices"].append(entry)
@@ -717,21 +716,24 @@ def _free_name(top):
     return "%s%d.json" % (FILE_PREFIX, n)
 
 
-def write_to(ctx, spec, data):
-    """Write data onto the filesystem spec names. Returns (device path, file name); CaptureError otherwise."""
+def write_to(ctx, spec, data, devices=None):
+    """Write data onto the filesystem spec names (among devices, else a fresh blockdev.scan()). Returns (device
+    path, file name); CaptureError otherwise."""
     import os
 
-    from . import blockdev, fsmods
+    from . import blockdev
     from .failure import oserror_text
+    from .medium import mount_dev
 
+    if devices is None:
+        devices = blockdev.scan()
     try:
-        dev = blockdev.find(spec, blockdev.scan())
+        dev = blockdev.find(spec, devices)
     except ValueError as e:
         raise CaptureError(str(e))
     if dev is None:
         raise CaptureError("no device %s (block devices: %s)" % (spec, ", ".join(
-            ["%s %s" % (d.path, d.info.get("LABEL") or d.info.get("TYPE") or "-") for d in blockdev.scan()])
-            or "none"))
+            ["%s %s" % (d.path, d.info.get("LABEL") or d.info.get("TYPE") or "-") for d in devices]) or "none"))
     fstype = dev.info.get("TYPE")
     if fstype not in WRITABLE:
         raise CaptureError("%s (%s) holds %s, not a filesystem a capture is written to (%s)"
@@ -747,17 +749,8 @@ def write_to(ctx, spec, data):
         top = where[0]
     else:
         top = CAPTURE_MOUNT
-        fsmods.ensure(ctx, fstype)
-        fsutil.makedirs(top)
-        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
         try:
-            try:
-                sc.mount(dev.path, top, fstype, flags, None)
-            except OSError as e:
-                retry = fsmods.retry_data(fstype)
-                if not (e.args and e.args[0] == _EINVAL and retry):
-                    raise
-                sc.mount(dev.path, top, fstype, flags, retry)
+            mount_dev(ctx, dev, top, sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
         except OSError as e:
             raise CaptureError("mounting %s (%s) read-write at %s: %s" % (spec, dev.path, top, oserror_text(e)))
         mine = True
@@ -794,8 +787,12 @@ def capture(ctx, to=None, err=None, reason="rescue"):
                 to = target
                 break
     to = to or "console"
+    devices = None
     try:
-        data = encode(collect(ctx, err, reason))
+        from . import blockdev
+
+        devices = blockdev.scan()  # once, for what is collected and for finding the target
+        data = encode(collect(ctx, err, reason, devices))
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - a capture must never take the boot down
         from .failure import oserror_text
 
@@ -813,7 +810,7 @@ def capture(ctx, to=None, err=None, reason="rescue"):
         log.info("capture: %d bytes printed on the console" % size)
         return size
     try:
-        path, name = write_to(ctx, to, data)
+        path, name = write_to(ctx, to, data, devices)
     except CaptureError as e:
         log.error("capture: %s" % e)
         log.console("mpinit: capture not written: %s" % e)

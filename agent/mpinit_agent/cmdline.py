@@ -165,6 +165,7 @@ class Options:
         self.http_timeout = None    # rd.live.http.timeout= seconds: connect, answer and stall timeout (ours)
         self.http_retries = None    # rd.live.http.retries= attempts after a failed one without progress (ours)
         self.capture = []           # rd.mpinit.capture=<target>[@<point>]: [(target, point)] (capture.py)
+        self.defer = None           # rd.mpinit.defer=0/1: coldplug defers slow controllers (kmod.py); None: config
         self.params = {}            # every word before "--": key -> value (None for a bare word), last wins
 
     def as_dict(self):
@@ -185,7 +186,7 @@ _FIELDS = (
     "md_uuids", "md_all", "lvm_vgs", "lvm_all", "lvm_lvs", "luks", "luks_uuids", "luks_names", "luks_keys",
     "luks_options", "luks_timeout", "cryptdevices", "cryptkey", "persist", "persist_labels", "persist_spec", "persist_dir",
     "persist_storage", "persist_encryption", "persist_readonly", "persist_reset", "persist_flags", "url", "net_ip", "bootif", "neednet",
-    "live_sha256", "net_timeout_carrier", "net_timeout_dhcp", "http_timeout", "http_retries", "capture", "params",
+    "live_sha256", "net_timeout_carrier", "net_timeout_dhcp", "http_timeout", "http_retries", "capture", "defer", "params",
 )
 
 # Parameters the kernel itself consumes, so they never reach init (init/main.c obsolete_checksetup(): __setup()
@@ -792,6 +793,10 @@ def _overlay_spec(st, key, val):
     st.o.persist_spec = spec
 
 
+def _defer(st, key, val):
+    st.o.defer = st.boolean(key, val)
+
+
 def _capture(st, key, val):
     # rd.mpinit.capture=<target>[@<point>]: target "console" or a device spec (the filesystem to write to); point
     # a stage (before it, as rd.break= names them) or "failure" (the default). A label holding "@" is written \x40.
@@ -894,6 +899,7 @@ _HANDLER_LIST = {
     "modules": _modules, "rd.driver.pre": _modules,
     "module_blacklist": _blacklist, "rd.driver.blacklist": _blacklist, "modprobe.blacklist": _blacklist,
     "rd.break": _break, "rd.shell": _shell, "panic": _panic, "rd.mpinit.capture": _capture,
+    "rd.mpinit.defer": _defer,
     "rd.md.uuid": _md_uuid, "rd.md": _md, "rd.lvm.vg": _lvm_vg, "rd.lvm": _lvm, "rd.lvm.lv": _lvm_lv,
     "rd.luks": _luks_on, "rd.luks.uuid": _luks_uuid, "rd.luks.name": _luks_name, "rd.luks.key": _luks_key,
     "rd.luks.options": _luks_options, "rd.luks.timeout": _luks_timeout, "cryptdevice": _cryptdevice,

@@ -44,6 +44,8 @@ DEFAULTS = {
     "modules": [],            # modules loaded at the modules stage, before coldplug, in this order
     "blacklist": [],          # modules never loaded (as module_blacklist=)
     "coldplug": True,         # load modules matching device modaliases
+    "defer_slow": True,       # coldplug holds back slow legacy controllers (IDE) until a device is waited for
+                              # (kmod.py DEFERRED; rd.mpinit.defer= wins)
     "live_dir": "live",       # directory of the image on the medium (rd.live.dir=)
     "live_image": "filesystem.squashfs",  # image file name in live_dir (rd.live.squashimg=)
     "root_wait_s": 30,        # default deadline for the medium/root to appear when neither rootwait nor rootdelay=

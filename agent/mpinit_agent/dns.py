@@ -12,6 +12,7 @@ import struct
 from micropython import const
 
 from . import syscalls as sc
+from .failure import oserror_text
 
 _TYPE_A = const(1)
 _TYPE_CNAME = const(5)
@@ -170,7 +171,7 @@ def _ask(server, name, random_bytes):
         try:
             sc.sendto(fd, query, (server, 53))
         except OSError as e:
-            return None, (sc.strerror(e.args[0]) if e.args and isinstance(e.args[0], int) else str(e))
+            return None, oserror_text(e)
         until = sc.uptime_ms() + _TIMEOUT_MS
         while True:
             left = until - sc.uptime_ms()

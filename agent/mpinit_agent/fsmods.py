@@ -29,22 +29,15 @@ def mount_type(fstype, path="/proc/filesystems"):
     return fstype
 
 
-def _modules(ctx):
-    m = getattr(ctx, "modules", None)
-    if m is None:
-        from . import kmod
-
-        m = ctx.modules = kmod.Modules()
-    return m
-
-
 def ensure(ctx, fstype):
     """Load the module for fstype (and its default character sets) when the kernel lacks it. Returns the names
     loaded; never raises for a missing module (mount(2) then reports ENODEV, which the caller names)."""
     if not fstype or known(fstype):
         return []
     try:
-        m = _modules(ctx)
+        from . import kmod
+
+        m = kmod.of(ctx)
         have = m.available()
         names = m.match("fs-" + fstype)
         if not names:
@@ -65,7 +58,9 @@ def ensure_loop(ctx, control="/dev/loop-control"):
     if fsutil.exists(control):
         return True
     try:
-        m = _modules(ctx)
+        from . import kmod
+
+        m = kmod.of(ctx)
         return "loop" in m.available() and m.load("loop")
     except (OSError, ValueError) as e:
         log.warning("loop module: %s" % e)

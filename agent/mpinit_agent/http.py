@@ -32,6 +32,7 @@ from micropython import const
 
 from . import netconf
 from . import syscalls as sc
+from .failure import oserror_text
 
 _BUF = const(262144)         # the body buffer: a few low-water marks' worth, so one recv takes all that is queued
 _LOWAT = const(65536)        # SO_RCVLOWAT during a body (see the top of the file)
@@ -281,7 +282,7 @@ class Download:
             try:
                 fd = sc.socket(sc.AF_INET, sc.SOCK_STREAM, sc.IPPROTO_TCP)
             except OSError as e:
-                raise HttpError("%s: socket: %s" % (self.url, _oserr(e)), self.url)
+                raise HttpError("%s: socket: %s" % (self.url, oserror_text(e)), self.url)
             try:
                 location = self._exchange(fd, ip, host, port, path)
             finally:
@@ -303,7 +304,7 @@ class Download:
         try:
             sc.connect(fd, (ip, port), self.connect_ms)
         except OSError as e:
-            raise _Retry("connect to %s:%d: %s" % (ip, port, _oserr(e)))
+            raise _Retry("connect to %s:%d: %s" % (ip, port, oserror_text(e)))
         req = "GET %s HTTP/1.1\r\nHost: %s%s\r\nUser-Agent: mpinit\r\nAccept: */*\r\nConnection: close\r\n" % (
             path, host, "" if port == 80 else ":%d" % port)
         if self.done:
@@ -317,7 +318,7 @@ class Download:
             while sent < len(data):
                 sent += sc.sendto(fd, data[sent:])
         except OSError as e:
-            raise _Retry("sending the request: %s" % _oserr(e))
+            raise _Retry("sending the request: %s" % oserror_text(e))
         head, have = self._read_head(fd)
         status, reason, headers = parse_head(head)
         if status in (301, 302, 303, 307, 308):
@@ -375,7 +376,7 @@ class Download:
                 raise _Retry(what % timeout_ms)
             return sc.recv_into(fd, mv)
         except OSError as e:
-            raise _Retry("receiving: %s" % _oserr(e))
+            raise _Retry("receiving: %s" % oserror_text(e))
 
     def _read_head(self, fd):
         """The response head, and the number of body bytes already read (left at the start of self.buf)."""
@@ -408,7 +409,7 @@ class Download:
             try:
                 w += sc.write(out, piece[w:] if w else piece)  # no slice object for the usual whole write
             except OSError as e:
-                raise HttpError("%s: writing %s: %s" % (self.url, self.path, _oserr(e)), self.url)
+                raise HttpError("%s: writing %s: %s" % (self.url, self.path, oserror_text(e)), self.url)
         if self.hash is not None:
             self.hash.update(piece)
         self.done += n
@@ -477,12 +478,3 @@ def _set_lowat(fd, n):
         return n
     except OSError:
         return 1
-
-
-def _oserr(e):
-    if e.args and isinstance(e.args[0], int):
-        try:
-            return "%s (errno %d)" % (sc.strerror(e.args[0]), e.args[0])
-        except (OSError, TypeError):
-            return "errno %d" % e.args[0]
-    return str(e)

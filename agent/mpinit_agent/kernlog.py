@@ -9,8 +9,11 @@
 # at MAX_LINE characters, at most MAX_BYTES in all, so a stage that waited 30 s for a device does not bury the
 # report under the kernel's chatter.
 #
-# kmod asks the same reader about one call: step() before finit_module(2), after(pos) when it failed (what the
-# kernel said about that module); the records read that way are kept, so since() still shows them.
+# kmod asks about one call: step() before finit_module(2), after(pos) when it failed (what the kernel said about that
+# module). step() must cost next to nothing, since every module load pays it and almost every load succeeds: it is
+# one lseek(2) to the end on a second reader of its own, nothing read or parsed (reading the stage reader instead
+# parsed every line the kernel logged during the modules stage, in Python, load after load). after() reads that
+# second reader from there; the stage reader is left alone, so since() shows the same records again.
 #
 # Before the early stage mounts /dev there is no /dev/kmsg: mark() is then a failed open(2) and since() gives [].
 from micropython import const
@@ -29,7 +32,8 @@ _EAGAIN = const(11)        # <errno.h>: nothing more to read on a non-blocking r
 _EPIPE = const(32)         # <errno.h>: records were overwritten before we read them; the next read goes on
 
 _fd = -1
-_kept = []      # records read by step()/after() since the last mark(), for since() to return all the same
+_step_fd = -1   # step()/after()'s own reader
+_kept = []      # records read since the last mark() (since() returns them all; a long wait keeps the newest)
 _dropped = 0    # how many of them fell off the front of _kept
 
 
@@ -50,13 +54,15 @@ def mark():
 
 
 def close():
-    global _fd
-    if _fd >= 0:
-        try:
-            sc.close(_fd)
-        except OSError:
-            pass
+    global _fd, _step_fd
+    for fd in (_fd, _step_fd):
+        if fd >= 0:
+            try:
+                sc.close(fd)
+            except OSError:
+                pass
     _fd = -1
+    _step_fd = -1
 
 
 def parse(rec):
@@ -86,10 +92,10 @@ def parse(rec):
     return prio & 7, usec, rec[semi + 1:]
 
 
-def line(usec, text):
-    """A record as dmesg shows it: "[    1.234567] text", cut at MAX_LINE characters."""
-    if len(text) > MAX_LINE:
-        text = text[:MAX_LINE - 3] + "..."
+def line(usec, text, limit=MAX_LINE):
+    """A record as dmesg shows it: "[    1.234567] text", cut at limit characters (0: whole)."""
+    if limit and len(text) > limit:
+        text = text[:limit - 3] + "..."
     return "[%5d.%06d] %s" % (usec // 1000000, usec % 1000000, text)
 
 
@@ -124,16 +130,37 @@ def _read_new():
 
 
 def step():
-    """A position to ask after() about later, e.g. before finit_module(2): one read(2) (EAGAIN) on success."""
-    _read_new()
-    return _dropped + len(_kept)
+    """Remember where the kernel log ends now, for after(): one lseek(2) (plus one open(2) the first time, or while
+    there is no /dev/kmsg yet, when after() then says nothing). Returns a position token for after()."""
+    global _step_fd
+    try:
+        if _step_fd < 0:
+            _step_fd = sc.open(PATH, sc.O_RDONLY | sc.O_NONBLOCK | sc.O_CLOEXEC)
+        sc.lseek(_step_fd, 0, sc.SEEK_END)
+    except OSError:
+        if _step_fd >= 0:
+            try:
+                sc.close(_step_fd)
+            except OSError:
+                pass
+        _step_fd = -1
+    return 0
 
 
-def after(pos, n=2):
-    """The last n kernel lines logged since step() returned pos (what the kernel said about that one call)."""
-    _read_new()
-    new = _kept[max(0, pos - _dropped):]
-    return new[-n:] if n else new
+def after(pos=0, n=2):
+    """The last n (0: all) kernel lines logged since the last step() (what the kernel said about that one call), our
+    own "mpinit:" lines left out. pos is step()'s token (kept for the interface; the reader holds the position)."""
+    if _step_fd < 0:
+        return []
+    new = []
+    for rec in records(_step_fd):
+        r = parse(rec)
+        if r is None or r[2].startswith("mpinit:"):
+            continue
+        new.append(line(r[1], r[2]))
+        if n and len(new) > n:
+            new.pop(0)
+    return new
 
 
 def since(max_lines=MAX_LINES, max_bytes=MAX_BYTES):

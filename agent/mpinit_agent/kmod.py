@@ -37,15 +37,21 @@
 #                                        fails, a softdep on one is skipped
 #   m.load(name, params=None) -> bool    load with dependencies; True when loaded, already loaded or built in;
 #                                        a name not in the table is tried as an alias (all matches are loaded)
+#   m.load_shipped(names) -> [names loaded now]
+#                                        the ones of names that the image ships and that are not loaded yet (a stage's
+#                                        optional helpers: md personalities, dm targets, LUKS ciphers); others are
+#                                        skipped quietly (built in, or not packed)
 #   m.load_many(names, params_by_module=None) -> [names loaded]
 #                                        params_by_module: {name: "p=v p2=v2"} from the cmdline's mod.param=v;
 #                                        kept for later loads (dependencies, coldplug) too
 #   m.coldplug(sys_devices="/sys/devices") -> [names loaded]
 #                                        the first call reads every device's modalias (device_modaliases(), or the
 #                                        walk of /sys/devices without /sys/bus) and loads the matching shipped
-#                                        modules, the storage chain first (_rank()); later calls, and the rest of
-#                                        the first, load what the kernel's uevents announce (uevent.Listener: a
-#                                        driver's probe adds children, a disk appears late), so nothing is
+#                                        modules, the storage chain first (_rank()), slow legacy controllers held
+#                                        back (m.defer, DEFERRED below: load_deferred() loads them); later calls,
+#                                        and the rest of the first, load what the kernel's uevents announce
+#                                        (uevent.Listener: a driver's probe adds children, a disk appears late),
+#                                        so nothing is
 #                                        re-read from sysfs. Without a uevent socket (or after the kernel dropped
 #                                        events) every call re-reads sysfs, pass after pass while a pass loaded
 #                                        something (a modalias already seen is not matched again).
@@ -56,13 +62,21 @@
 #                                        we go on; the devices they bring are announced by uevents. Not for
 #                                        drivers that name disks in probe order (vda/vdb, nvme0/nvme1, sda/sdb
 #                                        behind AHCI/SAS): probed asynchronously, two of them could swap names.
+#   m.defer                              True (the default; config "defer_slow", rd.mpinit.defer=): the first
+#                                        coldplug pass does not load the drivers of slow legacy controllers
+#                                        (_slow(): PCI IDE) but keeps them in m.deferred; see DEFERRED below
+#   m.deferred                           [names] matched by coldplug and not loaded yet (empty once loaded)
+#   m.load_deferred() -> [names loaded]  load them now (async_probe=1 as usual) and stop deferring: wait_event()
+#                                        (the devices stage's wait), the devices stage when a live boot names no
+#                                        device, the persistence search and a separate /usr not found on the
+#                                        disks present, and the rescue REPL call it
 #   m.start(names)                       queue modules (names or aliases, e.g. fs-squashfs) that a later stage
 #                                        will need; wait_event() loads them while the boot waits for a device, so
 #                                        their loading overlaps the disk's probe. Names the image lacks are
 #                                        dropped quietly (a built-in driver, or a stage that will not need them)
-#   m.wait_event(timeout_ms) -> bool     load the queued modules first (stopping as soon as a uevent is ready),
-#                                        then sleep until a uevent is ready (True) or the timeout passed: the
-#                                        devices stage's wait between scans
+#   m.wait_event(timeout_ms) -> bool     load the deferred controllers' drivers, then the queued modules (stopping
+#                                        as soon as a uevent is ready), then sleep until a uevent is ready (True)
+#                                        or the timeout passed: the devices stage's wait between scans
 #   m.match(modalias) -> [names]         the shipped modules whose aliases match (blacklisted ones left out)
 #   m.loaded                             names loaded by us, in order (built-in ones not included)
 #   m.failed                             [(name, error str)], in order
@@ -74,6 +88,9 @@
 #   m.available()                        names in the table (for the REPL's lsmod/modprobe)
 #   m.kver                               the table's kernel release (after the first call that reads the table)
 #
+#   of(ctx) -> Modules                   the boot's loader, ctx.modules, made on first use (a stage or the rescue
+#                                        REPL may need one before or without the modules stage)
+#
 #   Module functions (the host's mpinit.kmod uses the same ones, so both sides agree):
 #   glob_match(pattern, s) -> bool       fnmatch(3) with flags 0;  normalize(name);  normalize_alias(alias)
 #   device_modaliases(sysfs="/sys") -> [(device path, modalias)] or None without /sys/bus
@@ -82,6 +99,22 @@
 # Blacklist semantics (what modprobe does): a modprobe.d `blacklist` (the table's) only stops loads through an
 # alias, i.e. coldplug; asking for the module by name still loads it. Module parameters: the table's options
 # first, then the cmdline's, then load()'s own params: the kernel's parse_args() keeps the last value given.
+#
+# DEFERRED: the legacy IDE controller of QEMU's and many real PCs' chipsets (PCI class 01 subclass 01: ata_piix,
+# pata_*) costs about 280 ms under TCG before anything else progresses: libata + ata_piix load, then its port
+# probe (async, but the only CPU is busy with it: measured 170 ms of IDE bus resets during which virtio_pci's own
+# load made no progress). Most media and roots are on virtio, NVMe, AHCI or USB, so the first coldplug pass keeps
+# the IDE drivers back: a boot whose device is present after the fast chain never pays for them. The moment anyone
+# has to wait for a disk (wait_event(): the devices stage's wait, before the queued start() modules; the persistence
+# search and a separate /usr not found on the disks present; a live boot that names no device and so searches them
+# all; the rescue REPL, whose blkid() shows every disk), they load first, so a CD-ROM on IDE (QEMU's -cdrom on the
+# pc machine), an md member, an LVM PV or a /usr disk behind IDE appears at the first wait without a poll interval
+# lost. A later coldplug() alone does not load them: the network stage's carrier wait runs it for a late NIC. A side
+# effect worth having: disks behind IDE always get their sdX names after those of the controllers probed in the
+# first pass (AHCI, SAS: before, ata_piix's asynchronous probe raced AHCI's for sda). When nobody waited, the
+# deferred drivers are never loaded in the initramfs: the real root's udev coldplugs them ("udevadm trigger"), as
+# it does every device the initramfs did not need. rd.mpinit.defer=0 (or config "defer_slow": false) loads them in
+# the first pass like any other driver.
 #
 # A load succeeds when finit_module(2) succeeds or fails with EEXIST (already loaded: kernel/module/main.c
 # add_unformed_module()), or when the name is in the built-in list.
@@ -246,22 +279,39 @@ def _entries(path):
     return out
 
 
-def device_modaliases(sysfs="/sys"):
+# Subsystems of kernel infrastructure whose devices never have a modalias attribute, and whose device count grows
+# with the machine (a memory block per 128 MiB, a node, a cpu per CPU): drivers/base/memory.c, node.c, cpu.c (the
+# CPU modalias sits on the subsystem's root, read separately), container.c, kernel/time/clocksource.c,
+# clockevents.c, kernel/events/core.c (event_source), kernel/workqueue.c, mm/memory-tiers.c. Measured on QEMU's
+# pc machine: 24 of the 97 bus devices, none with a modalias.
+_NO_MODALIAS = ("clockevents", "clocksource", "container", "cpu", "event_source", "memory", "memory_tiering", "node",
+                "workqueue")
+
+
+def device_modaliases(sysfs="/sys", classes=None):
     """Every device's modalias as [(device path, modalias)], read from the flat device lists rather than the deep
     /sys/devices tree: /sys/bus/*/devices/* and /sys/class/*/* (what `udevadm trigger --type=devices`
     enumerates; the modalias attribute comes from the bus or class: drivers/base/bus.c, class.c), plus the cpu
     subsystem's root device, which carries the CPU-feature modalias and is on neither list (drivers/base/cpu.c).
     That is a few hundred entries where /sys/devices holds thousands (power/, queue/, holders/, ...); the
     difference is what coldplug costs under a slow CPU. None when there is no /sys/bus (a minimal fake /sys):
-    the caller walks /sys/devices instead."""
+    the caller walks /sys/devices instead.
+
+    classes: None looks at every class; else only the classes named (a set). Measured on QEMU's pc machine under
+    TCG: /sys/class held 108 devices, 2 of them with a modalias (input's "input:...", drivers/input/input.c, and
+    dmi's "dmi:...", drivers/firmware/dmi-id.c: a class device's modalias comes from its class's own uevent and
+    starts with the class's name), and trying them all cost 18-23 ms of the 40-50 ms walk. coldplug passes the
+    classes its table has aliases for (Modules._alias_classes()): none for the generic-live set."""
     buses = fsutil.listdir(sysfs + "/bus")
     if not buses:
         return None
-    dirs = [sysfs + "/bus/" + b + "/devices" for b in buses]
-    dirs += [sysfs + "/class/" + c for c in fsutil.listdir(sysfs + "/class")]
+    dirs = [sysfs + "/bus/" + b + "/devices" for b in buses if b not in _NO_MODALIAS]
+    dirs += [sysfs + "/class/" + c for c in fsutil.listdir(sysfs + "/class") if classes is None or c in classes]
     found = []
     for d in dirs:
         for name in fsutil.listdir(d):
+            if name.startswith("device:") and d.endswith("/acpi/devices"):
+                continue  # an ACPI node without IDs: no modalias (drivers/acpi/device_sysfs.c shows it for pnp.ids)
             _read_modalias(d + "/" + name, found)
     _read_modalias(sysfs + "/devices/system/cpu", found)
     return found
@@ -296,6 +346,14 @@ def modaliases(root="/sys/devices"):
 
 # ---- the table and the loader -------------------------------------------------------------------------------
 
+def of(ctx):
+    """ctx.modules, made on first use."""
+    m = getattr(ctx, "modules", None)
+    if m is None:
+        m = ctx.modules = Modules(timeline=getattr(ctx, "timeline", None))
+    return m
+
+
 def _rank(alias):
     """Coldplug order: the storage chain first, so its probes (the disk's, mostly waiting on I/O) overlap the
     rest of the loads: PCI mass-storage controllers (class 01, include/linux/pci_ids.h PCI_BASE_CLASS_STORAGE), the
@@ -308,6 +366,13 @@ def _rank(alias):
     if alias.startswith("usb:"):
         return 1
     return 3
+
+
+def _slow(alias):
+    """Is the device a slow legacy controller whose driver waits until a device is waited for (DEFERRED above)? PCI
+    IDE: base class 01 (PCI_BASE_CLASS_STORAGE) subclass 01 (PCI_CLASS_STORAGE_IDE), include/linux/pci_ids.h; the
+    modalias spells them "bc01sc01" (drivers/pci/pci-sysfs.c modalias_show())."""
+    return alias.startswith("pci:") and "bc01sc01" in alias
 
 
 def _async_ok(alias):
@@ -339,6 +404,9 @@ class Modules:
         self._events = None     # uevent.Listener once coldplug() has run (None: not tried, False: unavailable)
         self._queue = []        # start(): names to load while waiting
         self._scanned = False
+        self.defer = True           # DEFERRED above; main.modules_stage sets it from config and rd.mpinit.defer=
+        self.deferred = []          # names held back by the first pass
+        self._deferred_alias = {}   # name -> the modalias that matched it (for _async_ok())
         self.kernel_said = {}       # module -> the kernel's last log lines from its failed finit_module(2)
         self.params = {}
         self._blocked = set()
@@ -480,6 +548,14 @@ class Modules:
         self.timeline.append({"module": name, "start_ms": start, "duration_ms": sc.uptime_ms() - start,
                               "result": result})
 
+    def load_shipped(self, names):
+        self._table()
+        start = len(self.loaded)
+        for n in names:
+            if n in self._mods and self._state.get(n) is None:
+                self._load(n)
+        return self.loaded[start:]
+
     def load_many(self, names, params_by_module=None):
         self._table()
         if params_by_module:
@@ -553,10 +629,26 @@ class Modules:
             if n in self._mods or n in self._builtin or self._match(name, False):
                 self._queue.append(name)
 
+    def load_deferred(self):
+        """Load the drivers the first coldplug pass held back (DEFERRED above) and stop deferring. Returns the names
+        loaded now ([] when nothing was deferred or this already ran)."""
+        self.defer = False
+        names = self.deferred
+        if not names:
+            return []
+        self.deferred = []
+        log.info("modules: loading the deferred %s" % ", ".join(names))
+        self._table()
+        start = len(self.loaded)
+        for name in names:
+            self._load(name, coldplug=True, async_probe=_async_ok(self._deferred_alias.get(name, "")))
+        return self.loaded[start:]
+
     def wait_event(self, timeout_ms):
-        """Load what start() queued (a ready uevent interrupts: True), then wait until a uevent is ready (True) or
-        timeout_ms passed (False); a plain sleep without a listener."""
+        """Load the deferred drivers, then what start() queued (a ready uevent interrupts: True), then wait until a
+        uevent is ready (True) or timeout_ms passed (False); a plain sleep without a listener."""
         t0 = sc.uptime_ms()
+        self.load_deferred()
         while self._queue:
             if self._events and self._events.wait(0):
                 return True
@@ -571,7 +663,7 @@ class Modules:
         """One pass over every device's modalias, storage chain first; True when it loaded something."""
         before = len(self.loaded)
         sysfs = sys_devices[:-len("/devices")] if sys_devices.endswith("/devices") else None
-        found = device_modaliases(sysfs) if sysfs is not None else None
+        found = device_modaliases(sysfs, self._alias_classes(sysfs)) if sysfs is not None else None
         if found is None:
             found = modaliases(sys_devices)
         found = [(_rank(alias), i, dev, alias) for i, (dev, alias) in enumerate(found)]
@@ -580,11 +672,45 @@ class Modules:
             self._plug(dev, alias)
         return len(self.loaded) != before
 
+    def _alias_classes(self, sysfs):
+        """The /sys/class names worth reading modaliases in (device_modaliases()): those some alias of the table
+        can match, i.e. the first word of an alias key ("input" of "input:b0003..."), or a class name starting
+        with a key that has no ':' and patterns with a glob after it (one like "inp*" could match "input:...")."""
+        words = set()
+        loose = []
+        for key in self._aliases:
+            i = key.find(":")
+            if i > 0:
+                words.add(key[:i])
+                continue
+            for pat, _ in self._aliases[key]:
+                if pat != key:
+                    loose.append(key)
+                    break
+        out = set()
+        for c in fsutil.listdir(sysfs + "/class"):
+            if c in words:
+                out.add(c)
+                continue
+            for key in loose:
+                if c.startswith(key):
+                    out.add(c)
+                    break
+        return out
+
     def _plug(self, dev, alias):
         if alias in self._seen:
             return
         self._seen.add(alias)
+        slow = self.defer and _slow(alias)
         for name in self.match(alias):
             if self._state.get(name) is None:
+                if slow:
+                    if name not in self.deferred:
+                        log.debug("coldplug: %s (%s) -> %s, deferred until a device is waited for"
+                                  % (alias, dev, name))
+                        self.deferred.append(name)
+                        self._deferred_alias[name] = alias
+                    continue
                 log.debug("coldplug: %s (%s) -> %s" % (alias, dev, name))
             self._load(name, coldplug=True, async_probe=_async_ok(alias))

@@ -16,7 +16,10 @@
 #   cryptdevice=<dev>:<name>[:allow-discards], cryptkey=rootfs:<path> | <dev>:<fstype>:<path> |
 #                                   <dev>:<offset>:<size>                       (mkinitcpio's encrypt hook)
 #   /etc/crypttab in the image      (crypttab.py) its entries, unless rd.luks.uuid= leaves them out
-# Without any of these, a plain-root boot unlocks every LUKS device it finds (dracut's default); a live boot none.
+# Without any of these, a plain-root boot unlocks every LUKS device it finds (dracut's default), but only while
+# root= names no device present (a root found without unlocking leaves every other disk alone and unprobed) and
+# only with cryptsetup packed (an image without it is dracut without its crypt module: the report then names the
+# LUKS devices seen); a live boot unlocks none.
 #
 # The unlock: `cryptsetup open --type luks <dev> <name> --key-file=-` with the key or passphrase written to its
 # stdin through a pipe (syscalls.spawn stdin_data): never on argv (/proc/<pid>/cmdline is world-readable) and
@@ -61,7 +64,8 @@ class PromptTimeout(Exception):
 class Target:
     """One device to unlock. spec: a device spec (blockdev.parse_spec), or None with uuid: a UUID prefix."""
 
-    def __init__(self, name, spec=None, uuid=None, options=(), keys=(), param="", tries=_TRIES, nofail=False):
+    def __init__(self, name, spec=None, uuid=None, options=(), keys=(), param="", tries=_TRIES, nofail=False,
+                 fallback=False):
         self.name = name            # None: luks-<uuid> once the device is known
         self.spec = spec
         self.uuid = uuid            # lower case prefix ("" = every LUKS device)
@@ -70,6 +74,7 @@ class Target:
         self.param = param          # what asked for it, for messages
         self.tries = tries
         self.nofail = nofail
+        self.fallback = fallback    # dracut's default "unlock all": only while root= names no device present
         self.done = []              # device names opened for this target
 
     def __repr__(self):
@@ -113,8 +118,10 @@ def _uuid_of_spec(spec):
     return None
 
 
-def targets(opts, entries):
-    """The Targets for these options and crypttab entries (pure, for tests)."""
+def targets(opts, entries, unlock_all=True):
+    """The Targets for these options and crypttab entries (pure, for tests). unlock_all: whether a plain-root boot
+    asking for nothing in particular gets dracut's default (every LUKS device); the Unlocker passes whether
+    cryptsetup is packed."""
     if not opts.luks:
         return []
     common = []
@@ -141,9 +148,9 @@ def targets(opts, entries):
         for e in entries:
             if "noauto" not in e.options:
                 out.append(_from_entry(e, common, None))
-    if not out and opts.live is None:
+    if not out and opts.live is None and unlock_all:
         out.append(Target(None, uuid="", options=common, param="a LUKS device (dracut's default: unlock all)",
-                          nofail=True))
+                          nofail=True, fallback=True))
     for path, keydev, luksdev in opts.luks_keys:
         for t in out:
             t.keys.insert(0, (path, keydev, 0, 0, luksdev))  # luksdev: checked per device (key_applies())
@@ -330,12 +337,10 @@ def read_key(ctx, key, devices=None):
     fstype = dev.info.get("TYPE")
     if not fstype:
         return None, "key device %s has no filesystem" % dev.path
-    from . import fsmods
+    from .medium import mount_dev
 
-    fsmods.ensure(ctx, fstype)
-    fsutil.makedirs(KEY_MOUNT)
     try:
-        sc.mount(dev.path, KEY_MOUNT, fstype, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, None)
+        mount_dev(ctx, dev, KEY_MOUNT, sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
     except OSError as e:
         return None, "mount %s (%s) for the key: %r" % (dev.path, fstype, e)
     try:
@@ -438,7 +443,7 @@ class Unlocker:
 
     def __init__(self, ctx):
         self.ctx = ctx
-        self.targets = targets(ctx.opts, _crypttab_entries()) if ctx.opts.luks else []
+        self.targets = targets(ctx.opts, _crypttab_entries(), tool() is not None) if ctx.opts.luks else []
         self.opened = []        # mapper names opened by us
         self.started = sc.uptime_ms()
 
@@ -463,13 +468,16 @@ class Unlocker:
 
     def step(self, devices):
         """Unlock the wanted LUKS devices present now. True when something was opened."""
-        if not self.targets:
+        wanted = self.targets
+        if [t for t in wanted if t.fallback] and self._root_found(devices):
+            wanted = [t for t in wanted if not t.fallback]
+        if not wanted:
             return False
         opened = False
         for dev in devices:
             if dev.info.get("TYPE") != "crypto_LUKS":
                 continue
-            for t in self.targets:
+            for t in wanted:
                 if dev.name in t.done or not matches(t, dev):
                     continue
                 if t.uuid is not None and t.spec is None and t.name is not None and t.done:
@@ -488,6 +496,18 @@ class Unlocker:
                 opened = True
                 break
         return opened
+
+    def _root_found(self, devices):
+        """Whether root= names a device present without any unlocking: then dracut's unlock-all has nothing to do
+        (no other LUKS disk is asked for, no device probed beyond those the root's lookup probes anyway). A bad
+        spec counts as found: the devices stage reports it, before any passphrase is asked."""
+        from . import blockdev
+
+        spec = self.ctx.opts.root
+        try:
+            return not spec or blockdev.find(spec, devices) is not None
+        except ValueError:
+            return True
 
     def _holder(self, dev):
         """True when dev is already held by a mapped device (unlocked earlier, e.g. before a resume())."""

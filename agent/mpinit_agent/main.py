@@ -211,6 +211,9 @@ def modules_stage(ctx):
     if m is None:
         m = ctx.modules = kmod.Modules(timeline=ctx.timeline)  # one timeline entry per module load
     m.blacklist(list(ctx.config["blacklist"]) + list(opts.blacklist))
+    # kmod DEFERRED: slow legacy controllers (IDE) wait until a device is waited for; rd.mpinit.defer=0 or config
+    # "defer_slow": false loads them at once.
+    m.defer = bool(ctx.config.get("defer_slow", True)) if getattr(opts, "defer", None) is None else opts.defer
     wanted = list(ctx.config["modules"]) + list(opts.modules)
     check_kernel_release(m)
     try:
@@ -250,15 +253,13 @@ def check_kernel_release(m):
 
 
 def scan_devices(ctx):
-    """Enumerate block devices, make their /dev nodes and by-* links; ctx.devices."""
+    """Enumerate block devices, make their /dev nodes and by-* links; ctx.devices. The one rescan of every stage
+    that waits for a device (devices, medium, persistence, storage): new devices only cost anything."""
     from . import blockdev
 
-    devices = blockdev.scan()
-    for d in devices:
-        try:
-            blockdev.ensure_node(d)
-        except OSError as e:
-            log.warning("devices: node for %s: %s" % (d.name, oserror_text(e)))
+    devices = blockdev.scan()  # makes the nodes of new devices; why one could not be made is in node_errors
+    for name, e in blockdev.node_errors:
+        log.warning("devices: node for %s: %s" % (name, oserror_text(e)))
     try:
         blockdev.make_links(devices, only_probed=True)  # probing every device here would undo blockdev's laziness
     except OSError as e:
@@ -279,6 +280,15 @@ def wanted_spec(opts):
     if spec.startswith("/") and not spec.startswith("/dev/"):
         return None  # an image path, not a device
     return spec
+
+
+def _searches_every_device(opts):
+    """A live boot that names no device: the medium stage tries every block device for the image."""
+    if opts.live is None or opts.url:
+        return False
+    if opts.iso_file:
+        return not opts.iso_dev
+    return not opts.live
 
 
 def spec_param(opts):
@@ -325,13 +335,17 @@ def devices_stage(ctx):
     devices = stack.settle(devices, 0, deadline)
     spec = wanted_spec(opts)
     if not spec:
+        if ctx.modules is not None and _searches_every_device(opts):
+            ctx.modules.load_deferred()  # the medium stage looks at every device: the slow controllers' too
         return "%d block devices" % len(devices)
     try:
         dev = blockdev.find(spec, devices)
     except ValueError as e:
         raise BootError("devices", str(e), param=spec_param(opts))
-    if dev is None and opts.live is not None and ctx.modules is not None:
-        ctx.modules.start(_LIVE_MODULES)  # loaded while the disk probes (kmod.Modules.wait_event)
+    if dev is None and ctx.modules is not None:
+        ctx.modules.load_deferred()  # not there after the fast chain: the slow controllers (kmod DEFERRED) first
+        if opts.live is not None:
+            ctx.modules.start(_LIVE_MODULES)  # loaded while the disk probes (kmod.Modules.wait_event)
     while dev is None:
         if deadline is not None and sc.uptime_ms() - start >= deadline:
             break

@@ -47,25 +47,14 @@ _DEGRADED_WAIT_MS = const(5000)  # how long members may take to appear before a 
 
 
 def load_modules(ctx, names):
-    """Load the shipped ones of names (built-in ones count as loaded). Returns those loaded now."""
-    m = ctx.modules
-    if m is None:
-        from . import kmod
+    """Load the shipped ones of names (kmod.Modules.load_shipped). Returns those loaded now."""
+    from . import kmod
 
-        m = ctx.modules = kmod.Modules()
     try:
-        have = m.available()
-    except (OSError, ValueError):
+        return kmod.of(ctx).load_shipped(names)
+    except (OSError, ValueError) as e:  # a broken module table: the modules stage has reported it
+        log.warning("devices: modules %s: %s" % (", ".join(names), e))
         return []
-    done = []
-    for n in names:
-        if n in have and n not in m.loaded:
-            try:
-                if m.load(n):
-                    done.append(n)
-            except (OSError, ValueError) as e:
-                log.warning("devices: module %s: %s" % (n, e))
-    return done
 
 
 def md_uuid(u):

@@ -27,16 +27,6 @@ _MOUNTABLE = ("iso9660", "vfat", "exfat", "ext2", "ext3", "ext4", "btrfs", "xfs"
 IMAGE_TYPES = ("squashfs", "erofs")
 
 
-def image_type(path_or_file):
-    """The live image format of a file or device ("squashfs", "erofs"), or None: what the root stage mounts it as.
-    A function of its own so that every way to an image (a medium, an ISO, RAM, the network) asks the same.
-    Raises OSError when it cannot be read."""
-    from . import probe
-
-    t = probe.probe(path_or_file).get("TYPE")
-    return t if t in IMAGE_TYPES else None
-
-
 def is_optical(dev):
     """sr*/scd* names are SCSI CD-ROMs (major 11, Documentation/admin-guide/devices.txt); copytoram=auto skips
     them as dracut does (an optical drive is slow to seek but cannot be pulled out mid-boot anyway)."""
@@ -66,19 +56,26 @@ def fstype_of(dev):
 
 def mount_ro(ctx, dev, target, fstype=None):
     """Mount dev read-only on target with its probed type (its driver loaded first); raises OSError."""
+    mount_dev(ctx, dev, target, sc.MS_RDONLY, fstype)
+
+
+def mount_dev(ctx, dev, target, flags, fstype=None):
+    """Mount dev on target with mount(2) flags and its probed type: the type mount(2) knows it by (blkid's ntfs is
+    ntfs3's), its driver loaded first, vfat's charset retry. Every mount of a probed device goes through here (the
+    medium, a persistence host, a LUKS key device, a capture target); raises OSError."""
     from . import fsmods
 
     fstype = fsmods.mount_type(fstype or fstype_of(dev))
     fsmods.ensure(ctx, fstype)
     fsutil.makedirs(target)
     try:
-        sc.mount(dev.path, target, fstype, sc.MS_RDONLY, None)
+        sc.mount(dev.path, target, fstype, flags, None)
     except OSError as e:
         data = fsmods.retry_data(fstype)
         if data is None or not e.args or e.args[0] != sc.EINVAL:
             raise
-        log.info("medium: mount %s: EINVAL, trying again with %s" % (dev.path, data))
-        sc.mount(dev.path, target, fstype, sc.MS_RDONLY, data)
+        log.info("mount %s: EINVAL, trying again with %s" % (dev.path, data))
+        sc.mount(dev.path, target, fstype, flags, data)
 
 
 def find_image(mountpoint, candidates):
@@ -115,21 +112,27 @@ def parse_checksum(text, source):
     return digest
 
 
-def _hexlify(b):
+def hex_digest(h):
+    """The hex digest of a hash object (MicroPython's hashlib objects have digest() only)."""
     import binascii
 
-    return binascii.hexlify(b).decode()
+    return binascii.hexlify(h.digest()).decode()
 
 
-def file_digest(path, algo):
-    """Hex digest of a file, read in 1 MiB chunks into one preallocated buffer."""
+def hash_ctor(algo):
+    """The hash constructor for "sha256" / "sha512"; ValueError when this runtime has none."""
     import hashlib
 
     # MicroPython 1.25's hashlib has sha256 only; the native module brings sha512 (agent/native/sha512.c).
     ctor = getattr(hashlib, algo, None) or getattr(sc, algo, None)
     if ctor is None:
         raise ValueError("this runtime has no hashlib.%s" % algo)
-    h = ctor()
+    return ctor
+
+
+def file_digest(path, algo):
+    """Hex digest of a file, read in 1 MiB chunks into one preallocated buffer."""
+    h = hash_ctor(algo)()
     try:
         buf = bytearray(_CHUNK)
     except MemoryError:
@@ -142,7 +145,7 @@ def file_digest(path, algo):
             if not n:
                 break
             h.update(mv[:n])
-    return _hexlify(h.digest())
+    return hex_digest(h)
 
 
 def verify_checksum(image):
@@ -171,7 +174,8 @@ def verify_checksum(image):
 
 def check_image(path):
     """The image must probe as squashfs or EROFS: a truncated copy or a wrong file fails here, before anything is
-    mounted. Returns its type (IMAGE_TYPES)."""
+    mounted. Returns its type (IMAGE_TYPES): what the root stage mounts it as; every way to an image (a medium, an
+    ISO, RAM, the network) asks here."""
     from . import probe
 
     try:
@@ -299,25 +303,14 @@ def _try_device(ctx, dev, candidates):
 
 
 def _rescan(ctx):
-    from . import blockdev
+    from . import main
 
     if ctx.modules is not None:
         try:
             ctx.modules.coldplug()
         except (OSError, ValueError) as e:
             log.warning("medium: coldplug: %s" % e)
-    devices = blockdev.scan()
-    for d in devices:
-        try:
-            blockdev.ensure_node(d)
-        except OSError:
-            pass
-    try:
-        blockdev.make_links(devices, only_probed=True)
-    except OSError:
-        pass
-    ctx.devices = devices
-    return devices
+    return main.scan_devices(ctx)  # nodes, links and ctx.devices as the devices stage makes them
 
 
 def _image_from_path(ctx, spec):

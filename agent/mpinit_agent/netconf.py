@@ -244,13 +244,6 @@ def join_url(base, location):
     return origin + path[:path.rfind("/") + 1] + location
 
 
-def sibling_url(url, name):
-    """The URL of `name` in the same directory as url (checksum files beside the image)."""
-    q = url.find("?")
-    base = url if q < 0 else url[:q]
-    return base[:base.rfind("/") + 1] + name
-
-
 def url_basename(url):
     q = url.find("?")
     base = url if q < 0 else url[:q]

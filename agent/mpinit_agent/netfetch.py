@@ -44,22 +44,6 @@ def _http_knobs(opts):
     return {"timeout_ms": t * 1000 if t else None, "retries": getattr(opts, "http_retries", None)}
 
 
-def _hash_ctor(algo):
-    import hashlib
-
-    # MicroPython 1.25's hashlib has sha256 only; sha512 is the native module's (agent/native/sha512.c).
-    ctor = getattr(hashlib, algo, None) or getattr(sc, algo, None)
-    if ctor is None:
-        raise BootError("medium", "this runtime has no %s" % algo, param="checksum=y")
-    return ctor
-
-
-def _hex(h):
-    import binascii
-
-    return binascii.hexlify(h.digest()).decode()
-
-
 def _fetch_checksum(ctx, url, resolve, tried):
     """checksum=y: (algo, digest, checksum URL) from the first checksum file beside the image that exists."""
     from . import http, medium
@@ -148,7 +132,10 @@ def run(ctx):
             checks.append((algo, digest, where))
         name = netconf.url_basename(url) or "image"
         dest = fsutil.join(contract.TORAM_MOUNT, name)
-        new_hash = _hash_ctor(checks[0][0]) if checks else None
+        try:
+            new_hash = medium.hash_ctor(checks[0][0]) if checks else None
+        except ValueError as e:
+            raise BootError("medium", str(e), param="checksum=y")
         log.info("medium: fetching %s" % url)
         d = http.Download(url, dest, resolve=resolve, check_size=check_size, new_hash=new_hash, label="fetch",
                           **_http_knobs(opts))
@@ -169,7 +156,7 @@ def run(ctx):
     for i in range(len(checks)):
         algo, want, where = checks[i]
         if i == 0 and d.hash is not None:
-            got = _hex(d.hash)
+            got = medium.hex_digest(d.hash)
         else:
             got = medium.file_digest(dest, algo)
         if got != want:
@@ -191,7 +178,7 @@ def run(ctx):
             ctx.iso_loop = None
             _fail(ctx, "the ISO fetched from %s holds none of %s" % (url, ", ".join(candidates)),
                   param=_param(opts), seen=seen)
-    elif kind not in getattr(medium, "IMAGE_TYPES", ("squashfs",)):
+    elif kind not in medium.IMAGE_TYPES:
         _fail(ctx, "%s is not a live image (squashfs, EROFS) or an ISO (probed TYPE=%s)" % (url, kind or "nothing"),
               param=_param(opts), seen=["probe: %r" % (info,), "%d bytes fetched" % d.done])
     import os
@@ -201,7 +188,8 @@ def run(ctx):
     ctx.toram = True
     ctx.medium = None
     ctx.medium_dev = None
-    ctx.image_type = medium.check_image(image)  # squashfs or EROFS: how the root stage mounts it
+    # squashfs or EROFS: how the root stage mounts it (probed above; the image inside an ISO is probed now)
+    ctx.image_type = kind if image == dest else medium.check_image(image)
     note = ""
     if d.resumed:
         note += ", resumed %d times" % d.resumed

@@ -233,6 +233,8 @@ def find(ctx, tried):
             return hit
         if deadline is not None and sc.uptime_ms() - start >= deadline:
             return None
+        if ctx.modules is not None:
+            ctx.modules.load_deferred()  # not on the disks present: the slow controllers' next (kmod DEFERRED)
         sc.sleep_ms(_POLL_MS)
         devices = _rescan(ctx)  # filesystems already looked at are not mounted again: only new ones are
 
@@ -240,15 +242,15 @@ def find(ctx, tried):
 # ---- checking and mounting -------------------------------------------------------------------------------------
 
 def fsck_command(fstype, device):
-    """The packed checker's argv for fstype, or None when none is packed."""
-    from . import proc
+    """The packed checker's argv for fstype (found as the root stage finds it), or None when none is packed."""
+    from .root import find_fsck
 
-    if fstype in ("ext2", "ext3", "ext4"):
-        tool = proc.find_tool("e2fsck")
-        if tool:
-            return [tool, "-p", device]  # e2fsck(8) -p: "automatically repair (preen) ... without any questions"
-    tool = proc.find_tool("fsck." + fstype)
-    return [tool, "-a", device] if tool else None
+    tool = find_fsck(fstype)
+    if tool is None:
+        return None
+    # e2fsck(8) -p: "automatically repair (preen) ... without any questions" (its -a is the old spelling of it);
+    # the other checkers' fsck(8) -a.
+    return [tool, "-p" if fstype in ("ext2", "ext3", "ext4") else "-a", device]
 
 
 def fsck(fstype, device):

@@ -172,22 +172,6 @@ def cat(path):
     print(text.rstrip("\n"))
 
 
-def kmsg_record(line):
-    """'[   1.234567] text' from one /dev/kmsg record 'prio,seq,usec,flags;text' (Documentation/ABI/testing/
-    dev-kmsg); None for continuation lines (starting with a space)."""
-    if not line or line[0] == " ":
-        return None
-    semi = line.find(";")
-    if semi < 0:
-        return line
-    fields = line[:semi].split(",")
-    try:
-        usec = int(fields[2])
-    except (IndexError, ValueError):
-        return line[semi + 1:]
-    return "[%5d.%06d] %s" % (usec // 1000000, usec % 1000000, line[semi + 1:])
-
-
 def dmesg(path="/dev/kmsg"):
     """Print the kernel log (each reader of /dev/kmsg starts at the oldest record still in the buffer)."""
     try:
@@ -199,9 +183,9 @@ def dmesg(path="/dev/kmsg"):
 
     try:
         for rec in kernlog.records(fd):
-            out = kmsg_record(rec.decode().rstrip("\n"))
-            if out is not None:
-                print(out)
+            r = kernlog.parse(rec)   # (level, usec, text) of "prio,seq,usec,flags;text" (dev-kmsg ABI)
+            if r is not None:
+                print(kernlog.line(r[1], r[2], 0))  # the whole line: someone asked to read it
     finally:
         sc.close(fd)
 
@@ -243,6 +227,12 @@ class Shell:
         self.can_resume = can_resume
         self.outcome = None
         self.ns = self.namespace()
+        m = getattr(ctx, "modules", None)
+        if m is not None:  # blkid() shows every disk: the slow controllers coldplug held back (kmod DEFERRED) too
+            try:
+                m.load_deferred()
+            except (OSError, ValueError) as e:
+                log.warning("rescue: deferred modules: %s" % e)
 
     def namespace(self):
         # replkit: on MicroPython this is __main__'s dict (what Tab completes from); help(helper) from its TOPICS.
@@ -371,10 +361,30 @@ def report(ctx, err):
     return lines
 
 
+def _raw_param(ctx, key):
+    """The last `key=value` of /proc/cmdline when the cmdline stage has not parsed it (it failed, e.g. on a bad
+    config.json or a bad parameter): rd.shell=0 and panic= must still be honoured on that failure. None when
+    absent or unreadable."""
+    if getattr(ctx, "opts", None) is not None:
+        return None
+    val = None
+    for word in fsutil.read_text("/proc/cmdline", "").split():
+        if word == key:
+            val = ""
+        elif word.startswith(key + "="):
+            val = word[len(key) + 1:]
+    return val
+
+
 def shell_enabled(ctx):
     opts = getattr(ctx, "opts", None)
     if opts is not None and opts.shell is not None:
         return bool(opts.shell)
+    raw = _raw_param(ctx, "rd.shell")
+    if raw is not None:
+        from .cmdline import _FALSE
+
+        return raw not in _FALSE
     return bool(ctx.config.get("shell", True))
 
 
@@ -382,6 +392,12 @@ def panic_seconds(ctx):
     opts = getattr(ctx, "opts", None)
     if opts is not None and opts.panic is not None:
         return int(opts.panic)
+    raw = _raw_param(ctx, "panic")
+    if raw:
+        try:
+            return int(raw)
+        except ValueError:
+            pass
     return int(ctx.config.get("panic_s", 10))
 
 

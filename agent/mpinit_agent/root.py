@@ -74,16 +74,16 @@ def mount_live(ctx, undo):
     from . import fsmods
 
     image = ctx.image
-    # The medium stage probed the image (medium.check_image); an image from elsewhere is probed here.
+    # The medium stage probed the image (medium.check_image); an image from elsewhere (a hook's) is probed here,
+    # and mounted as squashfs when unreadable or unrecognised: the mount's error then names it.
     fstype = getattr(ctx, "image_type", None)
     if fstype is None:
-        from .medium import image_type
+        from .medium import check_image
 
         try:
-            fstype = image_type(image)
-        except OSError:
-            fstype = None
-        fstype = fstype or "squashfs"
+            fstype = check_image(image)
+        except BootError:
+            fstype = "squashfs"
     fsmods.ensure(ctx, fstype)
     fsmods.ensure(ctx, "overlay")
     if _is_block(image):
@@ -266,20 +266,10 @@ def mount_plain(ctx, undo):
                     seen=errors)
 
 
-def fstab_passno(text, mountpoint):
-    """The 6th field (fs_passno) of the fstab line mounting mountpoint: 0 means "do not check" (fstab(5));
-    a missing field is 0 too. None when there is no such line."""
-    for line in text.split("\n"):
-        fields = line.split()
-        if len(fields) >= 3 and not fields[0].startswith("#") and \
-                fsutil.unescape_octal(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
-            return int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0
-    return None
-
-
 def fstab_entry(text, mountpoint):
-    """(spec, fstype, options) of the fstab line mounting mountpoint, or None (fstab(5): spaces/tabs, # comments,
-    octal escapes such as \\040 in fields)."""
+    """(spec, fstype, options, passno) of the fstab line mounting mountpoint, or None (fstab(5): spaces/tabs,
+    # comments, octal escapes such as \\040 in fields; fs_passno, the 6th field, 0 = "do not check", also when
+    missing)."""
     for line in text.split("\n"):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -288,8 +278,28 @@ def fstab_entry(text, mountpoint):
         if len(fields) < 3:
             continue
         if fsutil.unescape_octal(fields[1]).rstrip("/") == mountpoint.rstrip("/"):
-            return (fsutil.unescape_octal(fields[0]), fields[2], fields[3] if len(fields) > 3 else "defaults")
+            return (fsutil.unescape_octal(fields[0]), fields[2], fields[3] if len(fields) > 3 else "defaults",
+                    int(fields[5]) if len(fields) > 5 and fields[5].isdigit() else 0)
     return None
+
+
+def _late_device(ctx, spec):
+    """A device behind a controller whose driver coldplug held back (kmod DEFERRED: IDE): load it, then wait for
+    the device like the devices stage does (the root's deadline). None when nothing was held back."""
+    m = ctx.modules
+    if m is None or not m.load_deferred():
+        return None
+    from . import blockdev, main
+
+    deadline = ctx.deadline_ms()
+    start = sc.uptime_ms()
+    while True:
+        m.wait_event(100)  # as the devices stage's poll: a uevent (the disk, its partitions) wakes it sooner
+        if ctx.config.get("coldplug", True):
+            m.coldplug()
+        dev = blockdev.find(spec, main.scan_devices(ctx))
+        if dev is not None or (deadline is not None and sc.uptime_ms() - start >= deadline):
+            return dev
 
 
 def mount_usr(ctx, undo):
@@ -301,7 +311,7 @@ def mount_usr(ctx, undo):
     entry = fstab_entry(text, "/usr")
     if entry is None:
         return ""
-    spec, fstype, options = entry
+    spec, fstype, options, passno = entry
     from . import mountopts
 
     try:
@@ -313,6 +323,8 @@ def mount_usr(ctx, undo):
     except ValueError as e:
         raise BootError("root", "%s/etc/fstab, /usr: %s" % (contract.NEW_ROOT, e), param="/etc/fstab /usr")
     if dev is None:
+        dev = _late_device(ctx, spec)
+    if dev is None:
         raise BootError("root", "/usr is a separate filesystem (%s in %s/etc/fstab) that was not found"
                         % (spec, contract.NEW_ROOT), param="/etc/fstab /usr",
                         seen=_seen(blockdev, ctx))
@@ -322,7 +334,7 @@ def mount_usr(ctx, undo):
 
     fsmods.ensure(ctx, fstype)
     path = devmapper.mount_path(dev)
-    if fstab_passno(text, "/usr"):
+    if passno:
         fsck = run_fsck(ctx, fstype, path, param="/etc/fstab /usr")
     else:
         fsck = "fs_passno 0: not checked"

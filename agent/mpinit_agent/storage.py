@@ -83,12 +83,28 @@ class Stack:
                        % ("of rd.md.uuid=%s " % ",".join(self.ctx.opts.md_uuids) if self.ctx.opts.md_uuids else ""))
         for t in (self.luks.missing() if self.luks is not None else ()):
             out.append("LUKS device not unlocked (not found): %s" % t.param)
+        opts = self.ctx.opts
+        if self.luks is None and opts.luks and opts.live is None and not _cryptsetup_packed():
+            # The root may be inside one of them: say so (probing every device is fine once the boot failed).
+            for d in self.ctx.devices or ():
+                if d.info.get("TYPE") == "crypto_LUKS":
+                    out.append("%s is a LUKS device but cryptsetup is not in the initramfs (pack it with: "
+                               "mpinit pack --luks)" % d.path)
         return out
 
 
 def _luks_possible(opts):
-    """Whether luks.targets() can name anything: LUKS parameters, a baked-in crypttab, or a plain root (dracut's
-    default unlocks every LUKS device); a live boot with none of these has no target."""
+    """Whether luks.targets() can name anything: LUKS parameters, a baked-in crypttab, or a plain root with
+    cryptsetup packed (dracut's default unlocks every LUKS device; an image without cryptsetup is dracut without
+    its crypt module: nothing to unlock with); a live boot with none of these has no target."""
     if not opts.luks:
         return False
-    return bool(opts.cryptdevices or opts.luks_uuids or opts.live is None or fsutil.exists(contract.CRYPTTAB_PATH))
+    if opts.cryptdevices or opts.luks_uuids or fsutil.exists(contract.CRYPTTAB_PATH):
+        return True
+    return opts.live is None and _cryptsetup_packed()
+
+
+def _cryptsetup_packed():
+    from . import proc
+
+    return proc.find_tool("cryptsetup") is not None

@@ -59,12 +59,14 @@
 #   connect(fd, addr, timeout_ms)                        TCP connect, ETIMEDOUT after timeout_ms
 #   sendto(fd, data, addr=None) -> n                     None: on a connected socket; EPIPE, never SIGPIPE
 #   recvfrom(fd, n) -> (bytes, addr or None) / recv_into(fd, buf) -> n   0 / b"": the peer closed
-#   poll(fd, events, timeout_ms) -> revents              POLLIN/POLLOUT/POLLERR/POLLHUP; 0 after the timeout
-#   if_index(name) -> int / if_hwaddr(name) -> bytes(6) / if_flags(name) -> IFF_* (IFF_RUNNING = carrier)
+#   poll(fd, events, timeout_ms) -> revents              POLLIN and the kernel's POLLERR/POLLHUP; 0 after the timeout
+#   if_hwaddr(name) -> bytes(6) / if_flags(name) -> IFF_* (IFF_RUNNING = carrier)
 #   if_set_flags(name, flags) / if_set_addr(name, address, netmask)   OSError(errno, name) on failure
 #   route_add(dest, netmask, gateway, name)              SIOCADDRT; gateway None: on-link; "0.0.0.0" x2: default
 #   sha512([data]) -> object with update(data), digest() (native only: MicroPython's hashlib lacks it; CPython
 #                                                        code uses hashlib.sha512, so use() does not replace it)
+#   crc32(data, crc=0) -> int / crc32c(data, crc) -> int   (native only, agent/native/crc.c: zlib.crc32's semantics /
+#                                                        the raw CRC-32C; probe.py falls back to Python without them)
 #
 # Constants (values from the kernel headers via `_linux`; linux_abi.py holds the same values for CPython and a test
 # checks them against the native module): MS_*, MNT_DETACH, MNT_FORCE, S_IF*, O_*, R_OK/W_OK/X_OK/F_OK,
@@ -84,7 +86,7 @@ NAMES = (
     "umask", "access", "chroot", "chdir", "open", "close", "dup2", "read", "write", "ioctl", "setsid", "set_ctty",
     "spawn", "waitpid", "execv", "kill", "getpid", "exit", "load_module", "loop_attach", "loop_detach", "reboot",
     "sync", "statfs", "sysinfo", "uname", "copy_range", "strerror", "uptime_ms", "sleep_ms", "readline",
-    "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_index", "if_hwaddr",
+    "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_hwaddr",
     "if_flags", "if_set_flags", "if_set_addr", "route_add", "lseek", "bind_netlink",
     "copy_direct",
 )

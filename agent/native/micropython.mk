@@ -4,6 +4,7 @@ LINUX_MOD_DIR := $(USERMOD_DIR)
 SRC_USERMOD_C += $(LINUX_MOD_DIR)/modlinux.c
 SRC_USERMOD_C += $(LINUX_MOD_DIR)/initmain.c
 SRC_USERMOD_C += $(LINUX_MOD_DIR)/sha512.c
+SRC_USERMOD_C += $(LINUX_MOD_DIR)/crc.c
 SRC_USERMOD_C += $(LINUX_MOD_DIR)/netsys.c
 
 # initmain.c takes over main() at link time: the linker sends the C runtime's call of main to __wrap_main, which

@@ -30,12 +30,6 @@
 
 #include "netsys.h"
 
-// OSError(errno, name): the report says which interface an ioctl failed on.
-static NORETURN void raise_errno_obj(int err, mp_obj_t what) {
-    mp_obj_t args[2] = { MP_OBJ_NEW_SMALL_INT(err), what };
-    nlr_raise(mp_obj_exception_make_new(&mp_type_OSError, 2, 0, args));
-}
-
 // A dotted-quad string as an in_addr; ValueError for anything else (inet_pton(3) accepts exactly a.b.c.d).
 static struct in_addr get_ipv4(mp_obj_t obj) {
     size_t len;
@@ -299,18 +293,9 @@ static void if_ioctl(unsigned long request, void *arg, mp_obj_t name_in) {
     int err = errno;
     close(s);
     if (ret != 0) {
-        raise_errno_obj(err, name_in);
+        raise_errno_path(err, name_in);  // the report says which interface an ioctl failed on
     }
 }
-
-// if_index(name) -> ifindex (SIOCGIFINDEX); ENODEV when there is no such interface.
-static mp_obj_t linux_if_index(mp_obj_t name_in) {
-    struct ifreq ifr;
-    get_ifreq(name_in, &ifr);
-    if_ioctl(SIOCGIFINDEX, &ifr, name_in);
-    return MP_OBJ_NEW_SMALL_INT(ifr.ifr_ifindex);
-}
-MP_DEFINE_CONST_FUN_OBJ_1(linux_if_index_obj, linux_if_index);
 
 // if_hwaddr(name) -> the 6-byte MAC (SIOCGIFHWADDR; ifr_hwaddr.sa_data holds it for Ethernet).
 static mp_obj_t linux_if_hwaddr(mp_obj_t name_in) {

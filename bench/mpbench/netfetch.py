@@ -18,47 +18,18 @@ the /proc/uptime difference around `wget` (10 ms resolution).
 from __future__ import annotations
 
 import functools
-import re
 import threading
 from pathlib import Path
 
 from mpinit import compress, cpio
 
-from . import medium, peer
+from . import medium, parse, peer
 
 URL = "http://10.0.2.100/live/filesystem.squashfs"
 SCRIPT = Path(__file__).resolve().parent.parent / "peer" / "netfetch.sh"
 # Every external command netfetch.sh runs (builtins excluded), as symlinks to busybox.
 APPLETS = ("sh", "mount", "mkdir", "cat", "cut", "insmod", "sleep", "stat", "ip", "wget", "poweroff")
 PEER_MODULES = ("virtio_pci", "virtio_net")
-
-_OURS = re.compile(r"mpinit: fetch:\s+(\d+)% (\d+)/(\d+) MiB (\d+)\.(\d) MB/s done")
-_PEER = re.compile(r"bbinit: netfetch: fetched (\d+) bytes in (\d+(?:\.\d+)?) \.\. (\d+(?:\.\d+)?) s")
-
-
-class ParseError(ValueError):
-    """A console without the figure; the message names the boot."""
-
-
-def ours_mbps(output, what=None):
-    """MB/s (10^6 B/s) of the agent's completed download, from its last progress line (several refreshes may
-    share one console line: they are separated by carriage returns)."""
-    found = _OURS.findall(output.replace("\r", "\n"))
-    if not found:
-        raise ParseError("%s: no completed 'mpinit: fetch: 100%% ... MB/s done' progress line" % (what or "console"))
-    pct, _, _, whole, tenth = found[-1]
-    return int(whole) + int(tenth) / 10.0
-
-
-def peer_mbps(output, what=None):
-    """MB/s of the peer's wget: bytes over the uptime difference."""
-    m = _PEER.search(output)
-    if not m:
-        raise ParseError("%s: no 'bbinit: netfetch: fetched N bytes in t0 .. t1 s' line" % (what or "console"))
-    size, t0, t1 = int(m.group(1)), float(m.group(2)), float(m.group(3))
-    if t1 <= t0:
-        raise ParseError("%s: wget took no measurable time (%s .. %s s): the image is too small" % (what, t0, t1))
-    return size / (t1 - t0) / 1e6
 
 
 def script():
@@ -176,8 +147,9 @@ def run_boots(args, kernel, work, metrics, failures, say, common_cmdline):
                               marker="MPINIT-LIVE-OK" if side == "ours" else "bbinit: netfetch: fetched",
                               extra_args=qemu.net_args(server.port))
                 try:
-                    value = (ours_mbps if side == "ours" else peer_mbps)(r.output, what)
-                except ParseError as e:
+                    value = (parse.progress_mbps(r.output, "fetch", what) if side == "ours"
+                             else parse.peer_fetch_mbps(r.output, what))
+                except parse.ParseError as e:
                     msg = "%s (%s)" % (e, "timed out" if r.timed_out else "exit %s" % r.exit_status)
                     (m.ours_failures if side == "ours" else m.peer_failures).append(msg)
                     failures.append(msg)

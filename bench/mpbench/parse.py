@@ -29,10 +29,22 @@ MARKER = "MPINIT-LIVE-OK"
 
 _STAMP = re.compile(r"\[\s*(\d+\.\d+)\]\s?")
 _VMHWM = re.compile(r"VmHWM:\s*(\d+)\s*kB")
-# toram.progress_line(): "mpinit: toram: %3d%% %d/%d MiB %d.%d MB/s %s"; several refreshes may share one console
-# line (they are separated by "\r", which the runner drops), so the last complete one is taken.
-_OURS_TORAM = re.compile(r"mpinit: toram:\s+(\d+)% (\d+)/(\d+) MiB (\d+)\.(\d) MB/s done")
-_PEER_TORAM = re.compile(r"bbinit: toram: copied (\d+) bytes in (\d+(?:\.\d+)?) \.\. (\d+(?:\.\d+)?) s")
+# toram.progress_line(): "mpinit: <what>: %3d%% %d/%d MiB %d.%d MB/s %s" (what: toram, fetch); several refreshes
+# may share one console line (separated by "\r", which the runner may or may not drop), so the last complete one
+# is taken.
+_PROGRESS = r"mpinit: %s:\s+(\d+)%% (\d+)/(\d+) MiB (\d+)\.(\d) MB/s done"
+# The peer scripts' timed copies: "bbinit: toram: copied <bytes> bytes in <t0> .. <t1> s" (bench/peer/init.sh),
+# "bbinit: netfetch: fetched <bytes> bytes in <t0> .. <t1> s" (bench/peer/netfetch.sh).
+_TIMED = r"%s (\d+) bytes in (\d+(?:\.\d+)?) \.\. (\d+(?:\.\d+)?) s"
+PEER_TORAM = "bbinit: toram: copied"
+PEER_FETCH = "bbinit: netfetch: fetched"
+# The kernel's own lines when it has probed a disk: its size (drivers/block/virtio_blk.c virtblk_update_capacity(),
+# drivers/scsi/sd.c sd_print_capacity(): "[vda] 16384 512-byte logical blocks ...") and its partitions
+# (block/partitions/core.c check_partition(): " vda: vda1 vda2", printed only when a table was found).
+_DISK_SIZE = re.compile(r"\[(\w+)\] \d+ \d+-byte logical blocks")
+_PARTITIONS = re.compile(r"^\s*(\w+): (\w+)")
+# kernel/smp.c smp_init(): "smp: Brought up %d node%s, %d CPU%s".
+_SMP = re.compile(r"smp: Brought up \d+ nodes?, (\d+) CPUs?")
 
 
 class ParseError(ValueError):
@@ -95,32 +107,92 @@ def vmhwm_kb(output, prefix, what=None):
     raise ParseError("%s: no %r line" % (what or "console", prefix + " <n> kB"))
 
 
-def ours_toram_mbps(output, what=None):
-    """MB/s (10^6 bytes/s) of the agent's completed copy to RAM, from its last progress line."""
-    found = list(_OURS_TORAM.finditer(output))
+def progress_mbps(output, what_line, what=None):
+    """MB/s (10^6 bytes/s) of an agent copy that completed (what_line "toram": the copy to RAM, "fetch": the HTTP
+    download), from its last progress line."""
+    found = list(re.finditer(_PROGRESS % what_line, output.replace("\r", "\n")))
     if not found:
-        raise ParseError("%s: no completed 'mpinit: toram: 100%% ... MB/s done' progress line" % (what or "console"))
+        raise ParseError("%s: no completed 'mpinit: %s: 100%% ... MB/s done' progress line" % (what or "console",
+                                                                                            what_line))
     m = found[-1]
     if int(m.group(1)) != 100 or m.group(2) != m.group(3):
-        raise ParseError("%s: the copy to RAM did not complete: %r" % (what or "console", m.group(0)))
+        raise ParseError("%s: the %s did not complete: %r" % (what or "console", what_line, m.group(0)))
     return int(m.group(4)) + int(m.group(5)) / 10.0
 
 
-def peer_toram(output, what=None):
-    """(bytes, seconds) of the peer's `cp` to RAM, from its /proc/uptime readings (10 ms resolution)."""
-    m = _PEER_TORAM.search(output)
+def ours_toram_mbps(output, what=None):
+    """MB/s (10^6 bytes/s) of the agent's completed copy to RAM, from its last progress line."""
+    return progress_mbps(output, "toram", what)
+
+
+def peer_timed(output, prefix, what=None):
+    """(bytes, seconds) of a peer script's timed copy (`prefix` PEER_TORAM or PEER_FETCH), from its /proc/uptime
+    readings (10 ms resolution)."""
+    m = re.search(_TIMED % re.escape(prefix), output)
     if not m:
-        raise ParseError("%s: no 'bbinit: toram: copied ...' line" % (what or "console"))
+        raise ParseError("%s: no '%s N bytes in t0 .. t1 s' line" % (what or "console", prefix))
     size, t0, t1 = int(m.group(1)), float(m.group(2)), float(m.group(3))
     if t1 <= t0:
-        raise ParseError("%s: cp took no measurable time (%s .. %s s): cannot compute a rate" % (
-            what or "console", m.group(2), m.group(3)))
+        raise ParseError("%s: %s took no measurable time (%s .. %s s): cannot compute a rate" % (
+            what or "console", prefix, m.group(2), m.group(3)))
     return size, t1 - t0
+
+
+def peer_toram(output, what=None):
+    """(bytes, seconds) of the peer's `cp` to RAM."""
+    return peer_timed(output, PEER_TORAM, what)
 
 
 def peer_toram_mbps(output, what=None):
     size, seconds = peer_toram(output, what)
     return size / seconds / 1e6
+
+
+def peer_fetch_mbps(output, what=None):
+    """MB/s of the peer's `wget`: bytes over the uptime difference."""
+    size, seconds = peer_timed(output, PEER_FETCH, what)
+    return size / seconds / 1e6
+
+
+def cpus(output, what=None):
+    """The number of CPUs the guest kernel brought up (its "smp: Brought up" line): proves a -smp setting."""
+    for _, text in stamped(output):
+        m = _SMP.search(text)
+        if m:
+            return int(m.group(1))
+    raise ParseError("%s: no 'smp: Brought up ... CPU' line" % (what or "console"))
+
+
+def run_init_stamp(output, what=None):
+    """printk time of the kernel's `Run /init` line: the kernel's boot, the initramfs's unpacking included."""
+    return stamp_of(output, RUN_INIT, what)
+
+
+def kernel_disk_probe_end(output, until=None):
+    """printk time of the kernel's last disk-probe line (a disk's size or its partition list) at or before `until`
+    (seconds), None when there is none: where the kernel's own probing of the disks ended."""
+    last = None
+    for t, text in stamped(output):
+        if until is not None and t > until:
+            break
+        m = _PARTITIONS.match(text)
+        if _DISK_SIZE.search(text) or (m and m.group(2).startswith(m.group(1)) and m.group(2) != m.group(1)):
+            last = t
+    return last
+
+
+def beyond_kernel_ms(output, stages=("devices", "medium")):
+    """ms of our `stages` (in boot order; stages between them count too) that ran after the kernel's last
+    disk-probe line: from the later of the first stage's start and that line to the end of the last stage. None
+    when a stage's line is missing."""
+    ends = stage_end_stamps(output, stages)
+    ms = stage_times(output, stages)
+    if any(s not in ends or s not in ms for s in stages):
+        return None
+    start = ends[stages[0]] - ms[stages[0]] / 1000.0
+    end = ends[stages[-1]]
+    probe = kernel_disk_probe_end(output, end)
+    return max(0, round((end - max(start, probe if probe is not None else start)) * 1000))
 
 
 def failure_hint(output, lines=6):

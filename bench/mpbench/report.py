@@ -200,3 +200,93 @@ def _legend(x, y):
             '<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">C floor (bench/cinit)</text>'
             % (x, y - 10, _COLOURS["ours"], x + 16, y, x + 90, y - 10, _COLOURS["peer"], x + 106, y,
                x + 220, y - 10, _COLOURS["floor"], x + 236, y))
+
+
+# --- the scale bench (bench/mpbench/scale.py) ---------------------------------------------------------------------
+
+SCALE_SLOPE_MS = 2.0    # issue 14: at most 2 ms per block device beyond the kernel's own probing
+SCALE_PEER_AT = 32      # issue 14: no slower than the busybox script at 32 disks
+
+
+def _ms_cell(values, failed=0):
+    s = summarize(values)
+    if s is None:
+        text = "-"
+    elif s.n > 1:
+        text = "%d ms (%d - %d, n=%d)" % (round(s.median), round(s.min), round(s.max), s.n)
+    else:
+        text = "%d ms" % round(s.median)
+    return text + (", %d failed" % failed if failed else "")
+
+
+def scale_figures(rows):
+    """The scale bench's derived figures from its rows (scale.measure()): per-block-device slopes (least squares
+    over every boot) and the two targets' verdicts ("yes" / "no" / "n/a")."""
+    from .stats import slope
+
+    def pts(side, key, fn=None):
+        return [(g["devices"], fn(g) if fn else g[key]) for g in rows
+                if g["side"] == side and g.get("ok") and key in g]
+
+    out = {
+        "stages_slope": slope(pts("ours", "devices_ms", lambda g: g["devices_ms"] + g.get("medium_ms", 0))),
+        "beyond_slope": slope(pts("ours", "beyond_kernel_ms")),
+        "ours_init_slope": slope(pts("ours", "in_init_ms")),
+        "peer_init_slope": slope(pts("peer", "in_init_ms")),
+    }
+    b = out["beyond_slope"]
+    out["slope_met"] = "n/a" if b is None else ("yes" if b <= SCALE_SLOPE_MS else "no")
+    at = [g for g in rows if g["disks"] == SCALE_PEER_AT and g.get("ok") and "in_init_ms" in g]
+    o = summarize([g["in_init_ms"] for g in at if g["side"] == "ours"])
+    p = summarize([g["in_init_ms"] for g in at if g["side"] == "peer"])
+    out["peer_ratio"] = ratio(o, p)
+    out["peer_met"] = "n/a" if out["peer_ratio"] is None else ("yes" if out["peer_ratio"] <= 1.0 else "no")
+    return out
+
+
+def scale_lines(rows, runs=None):
+    """Markdown of the scale bench: a table per number of disks (medians over the boots), the per-block-device
+    slopes and the issue's two scale targets, met or not."""
+    scales = sorted({g["disks"] for g in rows})
+    lines = ["N virtio-blk disks of 4 GPT partitions each, the MPLIVE medium on the last one (bench/mpbench/scale.py); "
+             "medians over the boots%s. \"After the kernel's probing\": our devices + medium stages from the later "
+             "of the devices stage's start and the kernel's last disk-probe line (a disk's size or partition "
+             "list) to the end of the medium stage: the part of the search that is ours, not the kernel's."
+             % (" (%d per side and scale)" % runs if runs else ""),
+             "", "| disks | block devices | ours: devices + medium stages | ours: after the kernel's probing | "
+             "ours: time in /init | busybox: wait for the medium | busybox: time in /init | ratio mpinit/busybox "
+             "(time in /init) |", "|---|---|---|---|---|---|---|---|"]
+
+    def vals(n, side, key, fn=None):
+        return [fn(g) if fn else g[key] for g in rows
+                if g["disks"] == n and g["side"] == side and g.get("ok") and key in g]
+
+    for n in scales:
+        here = [g for g in rows if g["disks"] == n]
+        failed = {side: sum(1 for g in here if g["side"] == side and not g.get("ok")) for side in ("ours", "peer")}
+        o_init, p_init = vals(n, "ours", "in_init_ms"), vals(n, "peer", "in_init_ms")
+        r = ratio(summarize(o_init), summarize(p_init))
+        lines.append("| %d | %d | %s | %s | %s | %s | %s | %s |" % (
+            n, here[0]["devices"],
+            _ms_cell(vals(n, "ours", "devices_ms", lambda g: g["devices_ms"] + g.get("medium_ms", 0))),
+            _ms_cell(vals(n, "ours", "beyond_kernel_ms")), _ms_cell(o_init, failed["ours"]),
+            _ms_cell(vals(n, "peer", "wait_medium_ms")), _ms_cell(p_init, failed["peer"]),
+            "%.2fx" % r if r is not None else "-"))
+    f = scale_figures(rows)
+
+    def per(v):
+        return "%.2f ms per block device" % v if v is not None else "not measured (fewer than two scales)"
+
+    lines += ["", "Per block device (least-squares slope over every boot):", "",
+              "- ours, devices + medium stages: %s" % per(f["stages_slope"]),
+              "- ours, after the kernel's probing: %s" % per(f["beyond_slope"]),
+              "- ours, time in /init: %s" % per(f["ours_init_slope"]),
+              "- busybox script, time in /init: %s" % per(f["peer_init_slope"]),
+              "", "| target (issue 14, -smp 1) | measured | met |", "|---|---|---|",
+              "| <= %g ms per block device beyond the kernel's probing | %s | %s |" % (
+                  SCALE_SLOPE_MS, "%.2f ms" % f["beyond_slope"] if f["beyond_slope"] is not None else
+                  "not measured", f["slope_met"]),
+              "| no slower than busybox at %d disks (time in /init) | %s | %s |" % (
+                  SCALE_PEER_AT, "%.2fx busybox" % f["peer_ratio"] if f["peer_ratio"] is not None else
+                  "not measured (%d disks not in this run or a side failed)" % SCALE_PEER_AT, f["peer_met"])]
+    return lines

@@ -28,9 +28,9 @@ BENCH = HERE.parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from mpbench import parse, peer  # noqa: E402
+from mpbench import guest, parse, peer  # noqa: E402
+from mpbench.report import scale_lines  # noqa: E402
 
-CMDLINE = "root=live:LABEL=MPLIVE printk.time=1 printk.devkmsg=on console=ttyS0 rd.shell=0"
 _PER_BRIDGE = 30        # slots 1..30 of a pci-bridge (slot 0 left alone)
 
 
@@ -74,7 +74,7 @@ def disk_args(fillers, medium):
 def boot(kernel, image, extra, log_path, timeout, memory, spec=None):
     from mpinit import qemu
 
-    append = CMDLINE if spec is None else CMDLINE.replace("root=live:LABEL=MPLIVE", "root=live:" + spec)
+    append = guest.cmdline(spec)
     return qemu.boot(kernel.vmlinuz, image, disks=[], append=append, memory_mb=memory, timeout_s=timeout,
                      marker=parse.MARKER, log_path=log_path, echo=False, extra_args=extra)
 
@@ -94,6 +94,9 @@ def figures(side, out):
         m = re.search(r"mpinit: devices: .*?\((\d+) block devices", out)
         if m:
             got["block_devices"] = int(m.group(1))
+        beyond = parse.beyond_kernel_ms(out)
+        if beyond is not None:
+            got["beyond_kernel_ms"] = beyond
     else:
         ph = parse.phase_times(out, "peer", side)
         if "wait for the medium" in ph:
@@ -101,18 +104,15 @@ def figures(side, out):
     return got
 
 
-def slope(points):
-    """Least-squares slope of [(x, y)]; None with fewer than two distinct x."""
-    xs = [x for x, _ in points]
-    if len(set(xs)) < 2:
-        return None
-    n = len(points)
-    mx = sum(xs) / n
-    my = sum(y for _, y in points) / n
-    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)
-
-
 def main(argv=None):
+    args = parse_args(argv)
+    rows = measure(args)
+    print()
+    print("\n".join(scale_lines(rows)))
+    return 0 if all(g["ok"] for g in rows) else 1
+
+
+def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="bench/mpbench/scale.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", default="1,8,32", help="numbers of disks, comma-separated (default 1,8,32)")
     p.add_argument("--runs", type=int, default=1, help="boots per side and scale (default 1)")
@@ -120,6 +120,9 @@ def main(argv=None):
     p.add_argument("--spec", help="our root=live: spec instead of LABEL=MPLIVE (e.g. /dev/vdb1 or "
                                   "PARTLABEL=x, to split the probes' cost from the scan's); implies --no-peer "
                                   "(the busybox script knows LABEL= only)")
+    p.add_argument("--hook", type=Path, action="append", default=[],
+                   help="pack this hook file into our image (profiling: e.g. a before_devices hook that times "
+                        "the scan and the probes in the guest); repeatable")
     p.add_argument("--timeout", type=int, default=300, help="seconds per boot")
     p.add_argument("--memory", type=int, default=768, help="guest memory in MiB")
     p.add_argument("--work", type=Path, default=ROOT / "build" / "bench-scale")
@@ -132,7 +135,14 @@ def main(argv=None):
         p.error("--scale %r: each between 1 and 120 disks" % args.scale)
     if shutil.which("sgdisk") is None:
         p.error("sgdisk not found (Debian package gdisk)")
+    args.scales = scales
+    return args
 
+
+def measure(args):
+    """Every scale of args.scales booted args.runs times per side (the order of the sides alternates per run);
+    returns the rows, one dict per boot (figures() plus side, disks, ok, devices: the scale's block devices)."""
+    scales = args.scales
     from mpinit import atomic, compress, kernel as kmod_kernel, kmod, media
     from mpinit.initramfs import build, expand_modules, PackOptions
     from mpinit.liveroot import busybox_path
@@ -144,7 +154,7 @@ def main(argv=None):
     method = compress.DEFAULT
     ours = work / "ours.img"
     atomic.write_bytes(ours, build(PackOptions(init=runtime(), module_dir=kernel.modules_dir,
-                                               compression=method)).image)
+                                               compression=method, hooks=list(args.hook))).image)
     images = {"ours": ours}
     if args.spec is not None:
         args.no_peer = True
@@ -160,7 +170,7 @@ def main(argv=None):
     for n in scales:
         extra = disk_args(fillers[:n - 1], medium)
         for r in range(args.runs):
-            for side in images:
+            for side in (list(images) if r % 2 == 0 else list(images)[::-1]):
                 log = work / ("%s-%d-%d.log" % (side, n, r))
                 res = boot(kernel, images[side], extra, log, args.timeout, args.memory, args.spec)
                 got = figures(side, res.output)
@@ -174,24 +184,7 @@ def main(argv=None):
             count[g["disks"]] = g["block_devices"]
     for g in rows:
         g["devices"] = count.get(g["disks"], 5 * g["disks"])
-    print()
-    print("| disks | block devices | side | devices stage ms | medium stage ms | wait for medium ms | in /init ms |")
-    print("|---|---|---|---|---|---|---|")
-    for g in rows:
-        print("| %d | %d | %s | %s | %s | %s | %s |" % (g["disks"], g["devices"], g["side"], g.get("devices_ms", "-"),
-              g.get("medium_ms", "-"), g.get("wait_medium_ms", "-"), g.get("in_init_ms", g.get("error", "-"))))
-    for side in images:
-        if side == "ours":
-            pts = [(g["devices"], g["devices_ms"] + g.get("medium_ms", 0)) for g in rows
-                   if g["side"] == "ours" and "devices_ms" in g]
-            s = slope(pts)
-            print("ours: devices + medium stages: %s ms per block device" % ("%.2f" % s if s is not None else "-"))
-            s = slope([(g["devices"], g["in_init_ms"]) for g in rows if g["side"] == "ours" and "in_init_ms" in g])
-            print("ours: time in /init: %s ms per block device" % ("%.2f" % s if s is not None else "-"))
-        else:
-            s = slope([(g["devices"], g["in_init_ms"]) for g in rows if g["side"] == side and "in_init_ms" in g])
-            print("%s: time in /init: %s ms per block device" % (side, "%.2f" % s if s is not None else "-"))
-    return 0 if all(g["ok"] for g in rows) else 1
+    return rows
 
 
 if __name__ == "__main__":

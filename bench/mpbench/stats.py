@@ -46,3 +46,14 @@ def ratio(ours: Summary | None, peer: Summary | None) -> float | None:
     if ours is None or peer is None or peer.median == 0:
         return None
     return ours.median / peer.median
+
+
+def slope(points):
+    """Least-squares slope of [(x, y)]; None with fewer than two distinct x."""
+    xs = [x for x, _ in points]
+    if len(set(xs)) < 2:
+        return None
+    n = len(points)
+    mx = sum(xs) / n
+    my = sum(y for _, y in points) / n
+    return sum((x - mx) * (y - my) for x, y in points) / sum((x - mx) ** 2 for x in xs)

@@ -5,6 +5,7 @@
     of_elf(path)                        the Arch of an ELF file (the runtime, a program, a kernel module)
     of_kernel(path)                     the Arch of a kernel image (x86 bzImage, arm64 Image, or gzip of one)
     of_module_tree(dir)                 the Arch of a module tree (lib/modules/VER), from one of its modules
+    fetch_deb(package, arch, cache)     a Debian package of an architecture, downloaded and unpacked once
 
 The agent itself is the same Python on every architecture; only the runtime binary (build.py runtime --arch), the
 kernel, its modules, the firmware and the boot loader differ. buildsys/arches.py holds the build side's table
@@ -160,36 +161,51 @@ def run_prefix(path):
     return [find_tool(arch.qemu_user, "qemu-user")]
 
 
+def apt_name(package, arch):
+    """How apt names `package` of `arch`: bare for this machine's own architecture, PACKAGE:<dpkg arch> for
+    another (multiarch; apt must know that architecture: dpkg --add-architecture)."""
+    arch = get(arch)
+    return package if arch is native() else "%s:%s" % (package, arch.debian)
+
+
 def fetch_deb(package, arch, cache):
-    """Download PACKAGE:<arch> (apt-get download, no root, nothing installed) and unpack it (dpkg-deb -x) into
-    cache/root once; returns that directory. For another architecture's busybox-static and the like."""
+    """Download `package` of `arch` (apt-get download from the archive this machine's apt is configured with: no
+    root, nothing installed) and unpack it (dpkg-deb -x) into cache/root once; returns that directory. The one way
+    the host tools fetch a Debian package: another architecture's busybox-static, the kernels of mpinit.kernel.
+    The cache is reused while cache/fetched.json names the same package; a different one replaces it."""
     import json
     import shutil
-    import subprocess
 
     from .runner import ToolError, run
 
     arch = get(arch)
     cache = Path(cache)
+    name = apt_name(package, arch)
     stamp = cache / "fetched.json"
     root = cache / "root"
     if stamp.exists() and root.is_dir():
-        return root
+        try:
+            if json.loads(stamp.read_text()).get("package") == name:
+                return root
+        except (ValueError, AttributeError):
+            pass   # a damaged stamp: fetch again
     cache.mkdir(parents=True, exist_ok=True)
+    stamp.unlink(missing_ok=True)
     for old in cache.glob("*.deb"):
         old.unlink()
-    qualified = "%s:%s" % (package, arch.debian)
-    proc = subprocess.run(["apt-get", "download", qualified], cwd=cache, capture_output=True, text=True)
+    proc = run(["apt-get", "download", name], cwd=cache, capture=True, check=False)
     if proc.returncode != 0:
-        raise ToolError("apt-get download %s failed (apt must know the architecture: dpkg --add-architecture %s "
-                        "&& apt-get update): %s" % (qualified, arch.debian, proc.stderr.strip()[-300:]))
+        hint = ("" if name == package else " (apt must know the architecture: dpkg --add-architecture %s && "
+                "apt-get update)" % arch.debian)
+        raise ToolError("apt-get download %s failed%s: %s"
+                        % (name, hint, proc.stderr.decode(errors="replace").strip()[-300:]))
     debs = sorted(cache.glob("%s_*_%s.deb" % (package, arch.debian)))
     if not debs:
-        raise ToolError("apt-get download %s left no .deb in %s" % (qualified, cache))
+        raise ToolError("apt-get download %s left no .deb in %s" % (name, cache))
     if root.exists():
         shutil.rmtree(root)
-    run(["dpkg-deb", "-x", debs[-1], root], echo=False)
-    stamp.write_text(json.dumps({"package": qualified, "deb": debs[-1].name}))
+    run(["dpkg-deb", "-x", debs[-1], root])
+    stamp.write_text(json.dumps({"package": name, "deb": debs[-1].name}))
     return root
 
 

@@ -10,6 +10,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def check_output(path, error, flag="-o"):
+    """Refuse an output path no file can be written at, before any work: `error` (the caller's exception class)
+    naming `flag` and the path when it is a directory or its directory does not exist. Returns it as a Path."""
+    path = Path(path)
+    if path.is_dir():
+        raise error("%s %s: is a directory" % (flag, path))
+    if not path.parent.is_dir():
+        raise error("%s %s: directory %s does not exist" % (flag, path, path.parent))
+    return path
+
+
 @contextmanager
 def atomic_path(path, mode=0o644):
     """Yield a temporary path beside `path` for a writer that needs a name (mksquashfs, xorriso); on normal exit

@@ -57,10 +57,9 @@ def run(args):
 
     os_release = None
     if args.os_release is not None:
-        try:
-            os_release = args.os_release.read_text()
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError("--os-release %s: %s" % (args.os_release, getattr(e, "strerror", None) or e))
+        from .textfile import read_text
+
+        os_release = read_text(args.os_release, "--os-release %s" % args.os_release, UsageError)
     try:
         r = build(args.kernel, args.initrd, args.output, cmdline=args.cmdline, os_release=os_release,
                   uname=args.uname, stub=args.stub, **sign_options(args))

@@ -22,6 +22,7 @@ import stat as st
 from pathlib import Path
 
 from .cpio import Entry
+from .textfile import read_text
 from .tree import Tree, TreeError
 
 _ARGS = {"file": 5, "dir": 4, "nod": 7, "slink": 5, "pipe": 4, "sock": 4}
@@ -126,13 +127,7 @@ def apply(tree: Tree, text, source="<list>", base_dir=None):
 def load(tree: Tree, path):
     """apply() the list file at `path`."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ListError("list %s: %s" % (path, e.strerror))
-    except UnicodeDecodeError:
-        raise ListError("list %s: not UTF-8 text" % path)
-    apply(tree, text, str(path), path.parent)
+    apply(tree, read_text(path, "list %s" % path, ListError), str(path), path.parent)
 
 
 def dump(entries, files_dir):

@@ -20,6 +20,7 @@ from mpinit_agent import contract
 from . import compress, cpio, genlist
 from .tree import Tree, TreeError, normalize, source_date_epoch
 from .sizes import human
+from .textfile import read_text
 
 
 class PackError(ValueError):
@@ -122,12 +123,7 @@ def load_config(opts: PackOptions):
     source = "(defaults)"
     if opts.config_file is not None:
         source = str(opts.config_file)
-        try:
-            text = Path(opts.config_file).read_text(encoding="utf-8")
-        except OSError as e:
-            raise PackError("--config %s: %s" % (opts.config_file, e.strerror))
-        except UnicodeDecodeError:
-            raise PackError("--config %s: not UTF-8 text" % opts.config_file)
+        text = read_text(opts.config_file, "--config %s" % opts.config_file, PackError)
     try:
         conf = contract.load_config(text, source)
     except ValueError as e:
@@ -227,12 +223,7 @@ def add_hook(tree: Tree, path):
     path = Path(path)
     if path.suffix != ".py":
         raise PackError("--hook %s: hooks are Python files named *.py" % path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise PackError("--hook %s: %s" % (path, e.strerror))
-    except UnicodeDecodeError:
-        raise PackError("--hook %s: not UTF-8 text" % path)
+    text = read_text(path, "--hook %s" % path, PackError)
     try:
         compile(text, str(path), "exec")  # a syntax error found now, not at boot
     except SyntaxError as e:

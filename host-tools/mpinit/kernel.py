@@ -10,7 +10,6 @@ build); nothing of it is installed, the package is only downloaded and unpacked 
 """
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,33 +35,27 @@ class Kernel:
     config: Path          # .../boot/config-<kver>
 
 
-def _resolve_package(meta, qualifier=""):
-    """The versioned image package the meta package depends on (e.g. linux-image-6.1.0-41-cloud-amd64).
-    qualifier: ":arm64" for another architecture's package (kept on the answer: apt-get download needs it)."""
+def _resolve_package(meta, arch):
+    """The versioned image package the meta package of `arch` depends on (e.g. linux-image-6.1.0-41-cloud-amd64),
+    without an architecture qualifier."""
+    name = archmod.apt_name(meta, arch)
     for attempt in (0, 1):
-        proc = subprocess.run(["apt-cache", "depends", meta + qualifier], capture_output=True, text=True)
-        for line in proc.stdout.splitlines():
+        proc = run(["apt-cache", "depends", name], echo=False, capture=True, check=False)
+        for line in proc.stdout.decode(errors="replace").splitlines():
             line = line.strip()
             if line.startswith("Depends:") and "linux-image-" in line:
-                return line.split()[1].strip("<>")
+                return line.split()[1].strip("<>").partition(":")[0]
         if attempt == 0:
             run(["apt-get", "update", "-q"])  # a fresh machine may have no package lists yet
-    hint = ""
-    if qualifier:
-        hint = (" (apt must know the architecture: dpkg --add-architecture %s && apt-get update)"
-                % qualifier.lstrip(":"))
-    raise ToolError("cannot resolve %s%s to a kernel package with apt-cache%s" % (meta, qualifier,
-                                                                                 hint or " (is apt configured?)"))
-
-
-def _foreign(arch):
-    """":<dpkg arch>" when arch is not what apt installs by default on this machine, else ""."""
-    proc = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True)
-    return "" if proc.stdout.strip() == arch.debian else ":" + arch.debian
+    hint = " (is apt configured?)"
+    if name != meta:
+        hint = " (apt must know the architecture: dpkg --add-architecture %s && apt-get update)" % arch.debian
+    raise ToolError("cannot resolve %s to a kernel package with apt-cache%s" % (name, hint))
 
 
 def ensure(cache=None, meta=None, arch="x86_64") -> Kernel:
-    """Download (apt-get download) and unpack (dpkg-deb -x) the kernel once; later calls reuse the cache.
+    """Download and unpack the kernel once (mpinit.arch.fetch_deb); later calls reuse the cache, checked by its
+    kernel.json without asking apt.
 
     arch: "x86_64" (build/kernel, linux-image-cloud-amd64) or "arm64" (build/kernel-arm64,
     linux-image-cloud-arm64)."""
@@ -77,29 +70,19 @@ def ensure(cache=None, meta=None, arch="x86_64") -> Kernel:
                    Path(info["config"]))
         if k.vmlinuz.exists() and k.modules_dir.is_dir():
             return k
-    cache.mkdir(parents=True, exist_ok=True)
-    qualified = _resolve_package(meta, _foreign(arch))
-    package = qualified.partition(":")[0]
-    for old in cache.glob("*.deb"):
-        old.unlink()
-    run(["apt-get", "download", qualified], cwd=cache)
-    debs = sorted(cache.glob("%s_*.deb" % package))
-    if not debs:
-        raise ToolError("apt-get download %s left no .deb in %s" % (package, cache))
-    root = cache / "root"
-    run(["rm", "-rf", root])
-    run(["dpkg-deb", "-x", debs[-1], root])
+    package = _resolve_package(meta, arch)
+    root = archmod.fetch_deb(package, arch, cache)
     kver = package[len("linux-image-"):]
     k = Kernel(package, kver, root / "boot" / ("vmlinuz-" + kver), root / "lib" / "modules" / kver,
                root / "boot" / ("config-" + kver))
     if not k.vmlinuz.exists() or not k.modules_dir.is_dir():
-        raise ToolError("%s unpacked without %s or %s" % (debs[-1], k.vmlinuz, k.modules_dir))
+        raise ToolError("%s unpacked without %s or %s" % (package, k.vmlinuz, k.modules_dir))
     try:
         got = archmod.of_kernel(k.vmlinuz)
     except archmod.ArchError as e:
         raise ToolError(str(e))
     if got is not arch:
-        raise ToolError("%s holds a %s kernel, not %s" % (debs[-1], got.name, arch.name))
+        raise ToolError("%s holds a %s kernel, not %s" % (package, got.name, arch.name))
     stamp.write_text(json.dumps({"package": package, "kver": kver, "vmlinuz": str(k.vmlinuz),
                                  "modules_dir": str(k.modules_dir), "config": str(k.config)}))
     return k

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from . import arch as archmod
 from . import fat
+from .atomic import check_output
 from .runner import ToolError, find_tool, run
 
 SECTOR = 512
@@ -274,10 +275,7 @@ def build_disk_image(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, appe
     output = Path(output)
     fat.check_label(label)
     inp = check_inputs(kernel, initrd, squashfs)
-    if output.is_dir():
-        raise LiveError("-o %s: is a directory" % output)
-    if not output.parent.is_dir():
-        raise LiveError("-o %s: directory %s does not exist" % (output, output.parent))
+    check_output(output, LiveError)
     for flag, path in (("--kernel", inp.kernel), ("--initrd", inp.initrd), ("--squashfs", inp.squashfs)):
         if path.stat().st_size > FAT_MAX_FILE:
             raise LiveError("%s %s: %d bytes, more than a FAT32 file can hold (4 GiB - 1); use live-iso"
@@ -346,71 +344,53 @@ _PERSIST_WORDS = {"persistence", "nopersistence", "persistent", "nopersistent", 
 
 def build_iso(kernel, initrd, squashfs, output, label=DEFAULT_LABEL, append="", uefi=False):
     """Write the isohybrid ISO to `output` atomically. uefi: also an El Torito EFI boot image with GRUB, made
-    reachable from the hybrid MBR/GPT as well (xorriso -isohybrid-gpt-basdat), for UEFI from CD or USB stick."""
+    reachable from the hybrid MBR/GPT as well (xorriso -isohybrid-gpt-basdat), for UEFI from CD or USB stick.
+
+    A kernel for a machine without a BIOS (arm64) gets no ISOLINUX: El Torito's EFI entry only, and the same FAT
+    boot image as partition 2 (type 0xEF) of the ISO's MBR for booting it from a USB stick (xorriso
+    -append_partition, as Debian's own arm64 installer images do)."""
     output = Path(output)
     check_iso_label(label)
     inp = check_inputs(kernel, initrd, squashfs)
-    if output.is_dir():
-        raise LiveError("-o %s: is a directory" % output)
-    if not output.parent.is_dir():
-        raise LiveError("-o %s: directory %s does not exist" % (output, output.parent))
-    _need_uefi(inp.arch, uefi)
-    if not inp.arch.bios:
-        return _build_efi_only_iso(inp, output, label, append)
-    isolinux = _tool_file(ISOLINUX_BIN, "isolinux")
-    isohdpfx = _tool_file(ISOHDPFX_BIN, "isolinux")
-    ldlinux = _tool_file(LDLINUX_C32, "syslinux-common")
+    check_output(output, LiveError)
+    arch = inp.arch
+    _need_uefi(arch, uefi)
+    bios = arch.bios
+    if bios:
+        isolinux = _tool_file(ISOLINUX_BIN, "isolinux")
+        isohdpfx = _tool_file(ISOHDPFX_BIN, "isolinux")
+        ldlinux = _tool_file(LDLINUX_C32, "syslinux-common")
     xorriso = find_tool("xorriso", "xorriso")
     line = cmdline("live:CDLABEL=%s" % label, append)
     with tempfile.TemporaryDirectory(prefix=".mpinit-live.", dir=output.parent) as td:
         td = Path(td)
-        (td / "isolinux.cfg").write_text(syslinux_cfg(line))
         (td / "sha256").write_text(sha256_line(inp.squashfs, Path(LIVE_IMAGE).name))
-        grafts = [("isolinux/isolinux.bin", isolinux), ("isolinux/ldlinux.c32", ldlinux),
-                  ("isolinux/isolinux.cfg", td / "isolinux.cfg"), ("vmlinuz", inp.kernel),
-                  ("initrd.img", inp.initrd), (LIVE_IMAGE[1:], inp.squashfs),
+        grafts = [("vmlinuz", inp.kernel), ("initrd.img", inp.initrd), (LIVE_IMAGE[1:], inp.squashfs),
                   (LIVE_IMAGE[1:] + ".sha256", td / "sha256")]
-        efi = []
+        boot = []
+        if bios:
+            (td / "isolinux.cfg").write_text(syslinux_cfg(line))
+            grafts[:0] = [("isolinux/isolinux.bin", isolinux), ("isolinux/ldlinux.c32", ldlinux),
+                          ("isolinux/isolinux.cfg", td / "isolinux.cfg")]
+            boot = ["-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot",
+                    "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", isohdpfx]
         if uefi:
+            loader = td / arch.efi_boot_file
             (td / "early.cfg").write_text(grub_iso_early_cfg(label))
-            make_grub_efi(td / "BOOTX64.EFI", early_cfg=td / "early.cfg")
-            (td / "grub.cfg").write_text(grub_cfg(line))
-            make_efi_boot_image(td / "efiboot.img", td / "BOOTX64.EFI")
-            grafts += [("EFI/BOOT/grub.cfg", td / "grub.cfg"), ("EFI/BOOT/BOOTX64.EFI", td / "BOOTX64.EFI"),
-                       ("isolinux/efiboot.img", td / "efiboot.img")]
-            efi = ["-eltorito-alt-boot", "-e", "isolinux/efiboot.img", "-no-emul-boot", "-isohybrid-gpt-basdat"]
+            make_grub_efi(loader, early_cfg=td / "early.cfg", arch=arch)
+            (td / "grub.cfg").write_text(grub_cfg(line, serial=bios))
+            make_efi_boot_image(td / "efiboot.img", loader, name=arch.efi_boot_file)
+            image = "isolinux/efiboot.img" if bios else "EFI/efiboot.img"
+            grafts += [("EFI/BOOT/grub.cfg", td / "grub.cfg"), ("EFI/BOOT/" + arch.efi_boot_file, loader),
+                       (image, td / "efiboot.img")]
+            if bios:   # a second El Torito entry, also listed in the hybrid MBR/GPT
+                boot += ["-eltorito-alt-boot", "-e", image, "-no-emul-boot", "-isohybrid-gpt-basdat"]
+            else:      # the only El Torito entry, and the MBR partition a USB stick boots from
+                boot += ["-e", image, "-no-emul-boot", "-append_partition", "2", "0xef", td / "efiboot.img"]
         tmp = td / "live.iso"
         # -iso-level 3: files over 4 GiB (big squashfs images) are allowed, in several extents.
-        argv = [xorriso, "-as", "mkisofs", "-o", tmp, "-V", label, "-iso-level", "3", "-R", "-J",
-                "-b", "isolinux/isolinux.bin", "-c", "isolinux/boot.cat", "-no-emul-boot",
-                "-boot-load-size", "4", "-boot-info-table", "-isohybrid-mbr", isohdpfx] + efi + ["-graft-points"]
-        argv += ["%s=%s" % (dest, _graft_escape(src)) for dest, src in grafts]
-        run(argv)
-        _publish(tmp, output)
-
-
-def _build_efi_only_iso(inp, output, label, append):
-    """The ISO for a machine without a BIOS (arm64): El Torito's EFI entry only, and the same FAT boot image as
-    partition 2 (type 0xEF) of the ISO's MBR for booting it from a USB stick (xorriso -append_partition, as
-    Debian's own arm64 installer images do)."""
-    arch = inp.arch
-    xorriso = find_tool("xorriso", "xorriso")
-    line = cmdline("live:CDLABEL=%s" % label, append)
-    with tempfile.TemporaryDirectory(prefix=".mpinit-live.", dir=output.parent) as td:
-        td = Path(td)
-        (td / "sha256").write_text(sha256_line(inp.squashfs, Path(LIVE_IMAGE).name))
-        (td / "early.cfg").write_text(grub_iso_early_cfg(label))
-        make_grub_efi(td / arch.efi_boot_file, early_cfg=td / "early.cfg", arch=arch)
-        (td / "grub.cfg").write_text(grub_cfg(line, serial=False))
-        make_efi_boot_image(td / "efiboot.img", td / arch.efi_boot_file, name=arch.efi_boot_file)
-        grafts = [("vmlinuz", inp.kernel), ("initrd.img", inp.initrd), (LIVE_IMAGE[1:], inp.squashfs),
-                  (LIVE_IMAGE[1:] + ".sha256", td / "sha256"), ("EFI/BOOT/grub.cfg", td / "grub.cfg"),
-                  ("EFI/BOOT/" + arch.efi_boot_file, td / arch.efi_boot_file),
-                  ("EFI/efiboot.img", td / "efiboot.img")]
-        tmp = td / "live.iso"
-        argv = [xorriso, "-as", "mkisofs", "-o", tmp, "-V", label, "-iso-level", "3", "-R", "-J",
-                "-e", "EFI/efiboot.img", "-no-emul-boot", "-append_partition", "2", "0xef", td / "efiboot.img",
-                "-graft-points"]
+        argv = ([xorriso, "-as", "mkisofs", "-o", tmp, "-V", label, "-iso-level", "3", "-R", "-J"] + boot
+                + ["-graft-points"])
         argv += ["%s=%s" % (dest, _graft_escape(src)) for dest, src in grafts]
         run(argv)
         _publish(tmp, output)

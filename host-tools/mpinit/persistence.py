@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 from .runner import find_tool, run
 
 MIB = 1024 * 1024
@@ -111,13 +111,10 @@ def make_image(out, size, label=DEFAULT_LABEL, fs="ext4", force=False):
     """`mpinit persistence-file`: write the image file atomically; refuses an existing output unless force."""
     out = Path(out)
     spec = Spec(size, check_label(label), check_fs(fs))
-    if out.is_dir():
-        raise PersistenceError("-o %s: is a directory" % out)
+    check_output(out, PersistenceError)
     if out.exists() and not force:
         raise PersistenceError("-o %s: already exists (it may hold someone's saved changes); remove it first"
                                % out)
-    if not out.parent.is_dir():
-        raise PersistenceError("-o %s: directory %s does not exist" % (out, out.parent))
     with tempfile.TemporaryDirectory(prefix=".mpinit-persist.", dir=out.parent) as td:
         with atomic_path(out) as tmp:
             mkfs(tmp, spec, td)

@@ -9,8 +9,14 @@ class ToolError(Exception):
     """An external tool failed or is missing; the message names it and says how."""
 
 
+# Where a tool is looked for when PATH lacks it: a user's PATH often has no sbin directories (mkfs.*, cryptsetup,
+# mdadm live there), or is minimal (a kernel hook's environment).
+FALLBACK_PATH = "/usr/sbin:/sbin:/usr/bin:/bin:/usr/lib/syslinux"
+
+
 def find_tool(name, package=None):
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin:/usr/lib/syslinux")
+    """The path of program `name`; ToolError naming it (and its Debian package) when it is not installed."""
+    path = shutil.which(name) or shutil.which(name, path=FALLBACK_PATH)
     if not path:
         hint = " (Debian package %s)" % package if package else ""
         raise ToolError("%s: not found on PATH%s" % (name, hint))

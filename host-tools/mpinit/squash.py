@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 from .runner import find_tool, run
 from .sizes import human
 
@@ -235,10 +235,7 @@ def build(root, output, comp=None, all_root=False, exclude_file=None, progress=N
     output = Path(output)
     if not root.is_dir():
         raise SquashError("%s: not a directory (the root to squash)" % root)
-    if output.is_dir():
-        raise SquashError("-o %s: is a directory" % output)
-    if not output.parent.is_dir():
-        raise SquashError("-o %s: directory %s does not exist" % (output, output.parent))
+    check_output(output, SquashError)
     allowed = COMPRESSORS if fmt == "squashfs" else EROFS_COMPRESSORS
     if comp not in allowed:
         raise SquashError("--comp %s: not one of %s for %s" % (comp, ", ".join(allowed), fmt))

@@ -13,14 +13,15 @@ image, one flag each.
 
 Modules are only added when the image gets a module tree (--kernel-modules / --kver); those the kernel lacks or
 builds in are left out without a warning (the kernel may use aesni_intel or not, build dm_mod in or not). The
-tools come from this machine (PATH plus /usr/sbin and /sbin); a missing one is an error naming its Debian package.
+tools come from this machine (mpinit.runner.find_tool: PATH, then /usr/sbin and /sbin); a missing one is an error naming its Debian package.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
+
+from .runner import ToolError, find_tool
 
 # flag -> (program, Debian package, modules)
 KITS = {
@@ -32,20 +33,8 @@ KITS = {
     "lvm": ("lvm", "lvm2", ("dm_mod", "dm_snapshot", "dm_mirror", "dm_zero")),
 }
 
-SEARCH = "/usr/sbin:/sbin:/usr/bin:/bin"
-
-
 class KitError(ValueError):
     pass
-
-
-def find_program(name, package, flag):
-    import os
-
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":" + SEARCH)
-    if path is None:
-        raise KitError("--%s: %s is not installed on this machine (Debian package %s)" % (flag, name, package))
-    return str(Path(path))
 
 
 def present_modules(module_dir, names):
@@ -92,7 +81,11 @@ def expand(opts):
         if not getattr(opts, flag, False):
             continue
         prog, package, mods = KITS[flag]
-        path = find_program(prog, package, flag)
+        try:
+            path = str(Path(find_tool(prog, package)))
+        except ToolError:
+            raise KitError("--%s: %s is not installed on this machine (Debian package %s)"
+                           % (flag, prog, package)) from None
         if path not in binaries:
             binaries.append(path)
         if opts.module_dir is None:

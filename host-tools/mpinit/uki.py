@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import arch as archmod
-from .atomic import atomic_path
+from .atomic import atomic_path, check_output
 from .runner import ToolError, find_tool, run
 
 STUB_DIR = Path("/usr/lib/systemd/boot/efi")          # systemd-boot-efi
@@ -285,8 +285,8 @@ def find_stub(arch="x86_64", stub=None):
     if not path.is_file():
         if stub:
             raise UkiError("--stub %s: no such file" % path)
-        raise UkiError("%s: not found: install the Debian package %s%s (systemd's EFI stub)"
-                       % (path, STUB_PACKAGE, "" if archmod.native() is arch else ":" + arch.debian))
+        raise UkiError("%s: not found: install the Debian package %s (systemd's EFI stub)"
+                       % (path, archmod.apt_name(STUB_PACKAGE, arch)))
     return path
 
 
@@ -471,10 +471,7 @@ def build(kernel, initrd, output, cmdline="", os_release=None, uname=None, stub=
     output = Path(output)
     if bool(sign_key) != bool(sign_cert):
         raise UkiError("--sign-key and --sign-cert go together")
-    if output.is_dir():
-        raise UkiError("-o %s: is a directory" % output)
-    if not (output.parent if str(output.parent) else Path(".")).is_dir():
-        raise UkiError("-o %s: directory %s does not exist" % (output, output.parent))
+    check_output(output, UkiError)
     arch, found_uname = kernel_info(kernel)
     stub_path = find_stub(arch, stub)
     initrd = check_initrd(initrd)

@@ -232,11 +232,34 @@ def test_luks2_three_wrong_passphrases_then_unlock_from_the_rescue_repl(boot, ma
     assert sm.LUKS2_PASSPHRASE not in r.output and sm.WRONG_PASSPHRASE not in r.output
 
 
+def _fat_key_disk(path):
+    """A whole-disk FAT (FAT16, label FATKEYS) holding the LUKS1 key at KEY_PATH: made with mtools on a plain
+    file, no kernel device."""
+    from mpinit import fat
+
+    size = 8 << 20
+    with open(path, "wb") as f:
+        f.truncate(size)
+    fat.mkfs(str(path), 0, size, "FATKEYS", 0, fat32=False)
+    fat.mkdirs(str(path), 0, [os.path.dirname(sm.KEY_PATH)])
+    key = path.parent / "root.key"
+    key.write_bytes(sm.LUKS1_KEY)
+    fat.copy_in(str(path), 0, key, sm.KEY_PATH)
+    return path
+
+
 @pytest.mark.e2e
-@pytest.mark.parametrize("style", ["dracut", "mkinitcpio"])
-def test_luks1_root_with_key_file_on_a_second_disk(boot, made, style):
+@pytest.mark.parametrize("style", ["dracut", "mkinitcpio", "dracut-fat-key"])
+def test_luks1_root_with_key_file_on_a_second_disk(boot, made, style, tmp_path):
     m = made("luks1_keyfile")
-    if style == "dracut":
+    disks = m.disks
+    if style == "dracut-fat-key":
+        # the key stick on FAT: mounted as any medium is (medium.mount_dev: vfat's module and codepages loaded)
+        disks = [m.disks[0], _fat_key_disk(tmp_path / "fatkeys.img")]
+        append = "rd.luks.uuid=%s rd.luks.key=%s:LABEL=FATKEYS root=UUID=%s" % (
+            sm.LUKS1_UUID, sm.KEY_PATH, sm.LUKS1_ROOT_UUID)
+        source = "/dev/mapper/luks-" + sm.LUKS1_UUID
+    elif style == "dracut":
         append = "rd.luks.uuid=%s rd.luks.key=%s:UUID=%s root=UUID=%s" % (
             sm.LUKS1_UUID, sm.KEY_PATH, sm.KEYS_UUID, sm.LUKS1_ROOT_UUID)
         source = "/dev/mapper/luks-" + sm.LUKS1_UUID
@@ -244,7 +267,7 @@ def test_luks1_root_with_key_file_on_a_second_disk(boot, made, style):
         append = "cryptdevice=UUID=%s:cryptroot cryptkey=LABEL=%s:ext4:%s root=/dev/mapper/cryptroot" % (
             sm.LUKS1_UUID, sm.KEYS_LABEL, sm.KEY_PATH)
         source = "/dev/mapper/cryptroot"
-    r = boot(m.disks, append)
+    r = boot(disks, append)
     assert PROMPT not in r.output, "asked for a passphrase although the key file is there:\n" + show(r)
     assert_root(r, source)
 

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import errno
 import os as _real_os
+import select as _select
+import socket as _socket
 import struct
 
 from mpinit_agent import linux_abi as abi
 
 _FD_BASE = 1000          # socket fds: far above pyfakefs's own file descriptors
+_IFF_BROADCAST = 0x2     # include/uapi/linux/if.h (the agent never asks for it, so _linux does not export it)
 BROADCAST = "255.255.255.255"
 _MAGIC_COOKIE = b"\x63\x82\x53\x63"  # RFC 2131 section 3
 
@@ -62,7 +65,7 @@ class Nic:
         self.carrier_after_ms = carrier_after_ms
         self.appear_after_ms = appear_after_ms
         self.devdir = devdir
-        self.flags = abi.IFF_BROADCAST
+        self.flags = _IFF_BROADCAST
         self.up_since = None
         self.address = None
         self.netmask = None
@@ -362,8 +365,8 @@ class _Sock:
 class FakeNet:
     """The network state of one fake machine; FakeKernel exposes its syscall methods (SYSCALLS)."""
 
-    SYSCALLS = ("socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_index",
-                "if_hwaddr", "if_flags", "if_set_flags", "if_set_addr", "route_add", "bind_netlink")
+    SYSCALLS = ("socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_hwaddr",
+                "if_flags", "if_set_flags", "if_set_addr", "route_add", "bind_netlink")
 
     def __init__(self):
         self.kernel = None
@@ -440,9 +443,6 @@ class FakeNet:
 
     # ------------------------------------------------------------------ interface calls
 
-    def if_index(self, name):
-        return self._nic(name).index
-
     def if_hwaddr(self, name):
         return self._nic(name).mac
 
@@ -503,7 +503,7 @@ class FakeNet:
     def socket(self, family, type, proto=0):
         if family == abi.AF_NETLINK:
             # Only the kernel's uevent socket (netlink(7) NETLINK_KOBJECT_UEVENT), a datagram socket.
-            if type & ~abi.SOCK_NONBLOCK != abi.SOCK_DGRAM or proto != abi.NETLINK_KOBJECT_UEVENT:
+            if type & ~_socket.SOCK_NONBLOCK != abi.SOCK_DGRAM or proto != abi.NETLINK_KOBJECT_UEVENT:
                 raise _oserror(errno.EPROTONOSUPPORT)
             fd = self._next_fd
             self._next_fd += 1
@@ -668,7 +668,7 @@ class FakeNet:
             # silent peer never closes, so fewer bytes than the mark wait.
             if queued >= s.rcvlowat or (not s.silent and queued >= 0):
                 ready = abi.POLLIN
-        ready &= events | abi.POLLERR | abi.POLLHUP
+        ready &= events | _select.POLLERR | _select.POLLHUP
         if not ready:
             self.kernel.sleep_ms(max(0, timeout_ms))
         return ready

@@ -115,8 +115,9 @@ class RootError(Exception):
 
 def mirror_lines():
     """`deb URI SUITE main` for the Debian entries this machine's apt uses, native architecture only."""
-    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    from .. import arch as archmod
+
+    native = archmod.native().debian
     out = subprocess.run(["apt-get", "indextargets", "--format",
                           "$(REPO_URI) $(RELEASE) $(COMPONENT) $(ARCHITECTURE) $(ORIGIN)",
                           "Created-By: Packages"], capture_output=True, text=True, check=True).stdout
