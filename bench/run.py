@@ -11,6 +11,8 @@ the C floor (bench/cinit/cinit.c, issue 14), boots the plain live boot with the 
 device path baked in: what the same work costs with no search and no interpreter.
 Figures, all read from the serial console with printk timestamps (bench/mpbench/parse.py says which lines):
   time to the live root     uptime= of the live root's marker line
+  ..., host clock           host wall time, first kernel console line -> marker line (bench/mpbench/hostclock.py:
+                            the guest's clock misses its TSC calibration in some boots; parse.calibration())
   time in /init             kernel "Run /init" line -> the init's hand-off line
   PID 1 peak memory         VmHWM before the hand-off (ours: a benchmark hook, bench/hooks/; peer: grep)
   toram throughput          a medium with a --toram-mb image: our progress line vs the peer's timed `cp`
@@ -40,7 +42,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from mpbench import medium as toram_medium  # noqa: E402
-from mpbench import cinit, guest, netfetch, parse, peer, report, scale  # noqa: E402
+from mpbench import cinit, guest, hostclock, netfetch, parse, peer, report, scale  # noqa: E402
 from mpbench.report import Metric, Target  # noqa: E402
 
 HOOK = HERE / "hooks" / "90-bench-vmhwm.py"
@@ -352,12 +354,19 @@ def time_pack(args, kernel, images, work, metrics, failures):
 
 # --- boots -------------------------------------------------------------------------------------------------
 
-def boot(args, kernel, image, disk, append, log_path, cpus=1):
+def boot(args, kernel, image, disk, append, log_path, cpus=1, clock=None):
+    """One boot; clock: a hostclock.LineClock that stamps each console line with the host's clock as it arrives
+    (kept next to the log as <log>.clock)."""
     from mpinit import qemu
 
-    return qemu.boot(kernel.vmlinuz, image, disks=[disk], append=append, memory_mb=args.memory,
-                     timeout_s=args.timeout, marker=MARKER, log_path=log_path, echo=False,
-                     extra_args=guest.smp_args(cpus))
+    r = qemu.boot(kernel.vmlinuz, image, disks=[disk], append=append, memory_mb=args.memory,
+                  timeout_s=args.timeout, marker=MARKER, log_path=log_path, echo=False,
+                  extra_args=guest.smp_args(cpus), on_data=clock.feed if clock is not None else None)
+    if clock is not None:
+        from mpinit import atomic
+
+        atomic.write_bytes(Path(str(log_path) + ".clock"), clock.close().dump().encode())
+    return r
 
 
 def record(metric, side, fn, output, failures):
@@ -392,9 +401,22 @@ def boot_medium(work):
     return copy
 
 
-def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None, cpus=1):
+# The 0.8x target's row pair: the guest's uptime and the host's clock (bench/mpbench/hostclock.py); met only if
+# both meet it (report.Metric.joint), because the guest's clock misses its TSC calibration in some boots.
+LIVE_TARGET = "<= 0.8x busybox, on both the uptime and the host-clock row"
+HOST_NOTE = ("wall time on the host (monotonic clock, as the console's lines reach bench/run.py from QEMU's "
+             "stdio pipe; bench/mpbench/hostclock.py) from the first kernel console line (the first "
+             "`[    0.000000]` line, printed when the kernel's serial console registers) to the live root's marker "
+             "line. It does not depend on the guest's clock calibration (see \"The guest kernel's clock "
+             "calibration\" below); it leaves out the firmware and the kernel's set-up before its console, the "
+             "same for every side, and includes the serial console's pace.")
+
+
+def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None, cpus=1, calib=None):
     """Alternating boots; fills the boot figures (toram=False) or the toram figures (toram=True); cpus=2: the
-    plain boots' time figures with -smp 2 (no targets: the issue's apply to -smp 1)."""
+    plain boots' time figures with -smp 2 (no targets: the issue's apply to -smp 1). Plain boots also give the
+    host-clock live root and append one record per boot to `calib` (side, CPUs, the guest kernel's TSC
+    calibration mode, both clocks' figures: report.calibration_lines())."""
     runs = args.toram_runs if toram else (args.runs if cpus == 1 else args.smp2_runs)
     if cpus != 1:
         live = Metric("live_root_smp%d" % cpus, "time to the live root, -smp %d" % cpus, "s",
@@ -402,7 +424,9 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
                            "checked on every boot); no target: the issue's targets are for -smp 1." % cpus)
         init = Metric("time_in_init_smp%d" % cpus, "time in /init, -smp %d" % cpus, "s",
                       note="as the -smp 1 row, QEMU with -smp %d." % cpus)
-        new = [live, init]
+        host = Metric("live_root_host_smp%d" % cpus, "time to the live root, host clock, -smp %d" % cpus, "s",
+                      note="as the -smp 1 row, QEMU with -smp %d." % cpus)
+        new = [live, host, init]
     elif toram:
         thr = Metric("toram", "toram: copy throughput, %d MiB image" % args.toram_mb, "MB/s", better="higher",
                      target=Target("ratio", 2.0, ">= 2x busybox cp"),
@@ -413,8 +437,16 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
         live = Metric("live_root_toram", "time to the live root, with toram", "s")
         new = [thr, live]
     else:
-        live = Metric("live_root", "time to the live root", "s", target=Target("ratio", 0.8, "<= 0.8x busybox"),
-                      note="uptime printed by the live root's /sbin/init (kernel boot included).")
+        live = Metric("live_root", "time to the live root", "s", target=Target("ratio", 0.8, LIVE_TARGET),
+                      note="uptime printed by the live root's /sbin/init (kernel boot included). The guest's "
+                           "clock: in boots whose kernel calibrated its TSC late (HPET mode) it misses the "
+                           "~0.15-0.25 s the calibration took, so the 0.8x target is judged on this row and the "
+                           "host-clock row together (met only if both meet it); see \"The guest kernel's clock "
+                           "calibration\" below.")
+        host = Metric("live_root_host", "time to the live root, host clock", "s",
+                      target=Target("ratio", 0.8, LIVE_TARGET), note=HOST_NOTE)
+        live.joint.append(host)
+        host.joint.append(live)
         init = Metric("time_in_init", "time in /init", "s", target=Target("floor", 1.15, "<= 1.15x the C floor"),
                       note="printk time of `Run /init as init process` to the init's hand-off line "
                            "(`mpinit: handoff: switching to`, `bbinit: switch_root`, `cinit: switch_root`). The "
@@ -425,7 +457,7 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
                      note="/proc/<pid 1>/status VmHWM. Ours: logged by a benchmark hook at before_handoff "
                           "(the agent does not log it; loading the hook adds to it). Busybox: the ash process "
                           "only; its children (insmod, mount, cp) are separate processes, not counted.")
-        new = [live, init, mem]
+        new = [live, host, init, mem]
     metrics += new
     if runs == 0:
         return
@@ -451,7 +483,8 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
             what = "%s boot %d (%s, log %s)" % (side, i + 1, tag, log_path.relative_to(ROOT)
                                                 if log_path.is_relative_to(ROOT) else log_path)
             say("%s ..." % what)
-            r = boot(args, kernel, images[side], disk, append, log_path, cpus)
+            clock = None if toram else hostclock.LineClock()
+            r = boot(args, kernel, images[side], disk, append, log_path, cpus, clock=clock)
             try:
                 seen = parse.cpus(r.output, what) if r.ok else cpus
             except parse.ParseError:
@@ -474,6 +507,8 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
                 continue
             out = r.output
             record(live, side, lambda o: parse.marker_uptime(o, what), out, failures)
+            if clock is not None:
+                record_clock(host, side, clock.lines, out, what, cpus, calib, failures)
             if cpus != 1:
                 record(init, side, lambda o: parse.time_in_init(o, HANDOFF[side], what), out, failures)
             elif toram:
@@ -492,6 +527,30 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
                         stages.setdefault((side, name), []).append(ms)
             got = getattr(live, side)
             say("%s: live root at %s" % (what, "%.2f s" % got[-1] if got else "?"))
+
+
+def record_clock(host, side, lines, output, what, cpus, calib, failures):
+    """The host-clock live root of one plain boot (into `host`) and its calibration record (into `calib`)."""
+    try:
+        value = hostclock.live_root(lines, what)
+    except hostclock.ClockError as e:
+        getattr(host, side + "_failures").append(str(e))
+        failures.append(str(e))
+        value = None
+    else:
+        getattr(host, side).append(value)
+    if calib is None:
+        return
+
+    def get(fn, *a):
+        try:
+            return fn(*a)
+        except (parse.ParseError, hostclock.ClockError):
+            return None
+
+    calib.append({"side": side, "cpus": cpus, "mode": get(parse.calibration, output) or "unknown",
+                  "uptime": get(parse.marker_uptime, output), "host": value,
+                  "run_init": get(parse.run_init_stamp, output), "run_init_host": get(hostclock.run_init, lines)})
 
 
 def unpack_boots(args, kernel, images, work, failures):
@@ -673,6 +732,35 @@ def phase_table(stages):
     return lines
 
 
+def mode_counts(calib, cpus):
+    """"Boots per TSC calibration mode, -smp N: mpinit PIT 4, HPET 1; ..." from the plain boots' records."""
+    labels = (("ours", "mpinit"), ("peer", "busybox script"), ("floor", "C floor"))
+    parts = []
+    for side, label in labels:
+        modes = {}
+        for r in calib:
+            if r["side"] == side and r["cpus"] == cpus:
+                modes[r["mode"]] = modes.get(r["mode"], 0) + 1
+        if modes:
+            parts.append("%s %s" % (label, ", ".join("%s %d" % (k, modes[k]) for k in sorted(modes))))
+    return "Boots per TSC calibration mode, -smp %d: %s." % (cpus, "; ".join(parts)) if parts else ""
+
+
+def calibration_section(calib):
+    """Markdown: how the guest kernel's TSC calibration fell per side, with what it does to the clocks."""
+    return ["Which way the guest kernel calibrated its TSC in each plain boot (arch/x86/kernel/tsc.c: `PIT` = "
+            "\"Fast TSC calibration using PIT\" early in setup_arch(), the printk clock counts from the start; "
+            "`HPET` = \"Unable to calibrate against PIT\" + \"using HPET reference calibration\" in tsc_init() "
+            "after the console is up, the printk clock restarts near 0 when tsc-early registers, so the time the "
+            "calibration took is missing from every later printk stamp and from the live root's uptime). Host "
+            "clock: from the first kernel console line (bench/mpbench/hostclock.py). Measured while this was "
+            "found (the same image, first kernel console line to `Run /init`): 1.43-1.52 s on the host's clock in "
+            "PIT boots (printk said 1.58-1.68 s), 1.54-1.60 s in HPET boots (printk said 1.42-1.49 s): the "
+            "uptime of an HPET boot reads ~0.2 s short against a PIT boot. `tsc_early_khz=` does not avoid it "
+            "(the cpu_khz calibration still runs), nor does `-cpu qemu64,tsc-frequency=...,level=0x16`.", ""] \
+        + report.calibration_lines(calib)
+
+
 def main(argv=None):
     args = parse_args(argv)
     from mpinit import atomic
@@ -686,6 +774,7 @@ def main(argv=None):
     work.mkdir(parents=True, exist_ok=True)
     metrics, failures = [], []
     stages = {}
+    calib = []   # one record per plain boot: side, CPUs, the guest kernel's TSC calibration, both clocks' figures
     unpack, scaled, arithmetic = [], [], []
     default_check = []
     kernel = None
@@ -697,9 +786,9 @@ def main(argv=None):
         time_pack(args, kernel, images, work, metrics, failures)
         if not args.no_boot:
             (work / "gpt-vfat.img").unlink(missing_ok=True)  # a fresh copy each run (boot_medium)
-            run_boots(args, kernel, images, work, metrics, failures, toram=False, stages=stages)
+            run_boots(args, kernel, images, work, metrics, failures, toram=False, stages=stages, calib=calib)
             if args.smp2_runs:
-                run_boots(args, kernel, images, work, metrics, failures, toram=False, cpus=2)
+                run_boots(args, kernel, images, work, metrics, failures, toram=False, cpus=2, calib=calib)
             run_boots(args, kernel, images, work, metrics, failures, toram=True)
             netfetch.run_boots(args, kernel, work, metrics, failures, say, guest.common())
             unpack = unpack_boots(args, kernel, images, work, failures)
@@ -716,6 +805,8 @@ def main(argv=None):
     for m in metrics:
         if m.key == "size_modules" and arithmetic:
             m.note += " The 0.4x target's arithmetic (R + M against B + M) is in its own section below."
+        if m.key in ("live_root", "live_root_smp2") and calib:
+            m.note += " " + mode_counts(calib, 1 if m.key == "live_root" else 2)
     complete = all(m.ours and m.peer and not m.ours_failures and not m.peer_failures and not m.floor_failures
                    for m in metrics) and not args.no_boot and not args.only and not failures
     command = "python3 build.py bench" + (" -- " + shlex.join(args.argv) if args.argv else "")
@@ -733,6 +824,7 @@ def main(argv=None):
         + ([("Where the time in /init goes (plain boots)", phase_table(stages)),
                       ("mpinit's stages (plain boots, from its `mpinit: <stage>: ... (N ms)` lines)",
                        stage_table(stages))] if stages else [])
+        + ([("The guest kernel's clock calibration (plain boots)", calibration_section(calib))] if calib else [])
         + ([("Scale: %s disks (devices and medium stages, -smp 1)" % args.scale.replace(",", ", "), scaled)]
            if scaled else [])
         + ([("The kernel's unpack cost per compression (our image)", unpack)] if unpack else [])
@@ -757,6 +849,15 @@ def main(argv=None):
             "- Console output is not quiet (printk.time needs the kernel lines); both sides pay the same "
             "serial-console cost for the kernel, each its own for its own lines.",
             "- Targets come from issues 7 and 14 and are reported, not asserted.",
+            "- The guest's clock: under TCG the guest kernel calibrates its TSC either early against the PIT "
+            "(`PIT`: the printk clock and /proc/uptime count from the start) or, when that fails, late against the "
+            "HPET (`HPET`: the clock restarts near 0 when tsc-early registers, and the ~0.15-0.25 s the "
+            "calibration took are counted nowhere), at random per boot. Every plain boot's mode is recorded "
+            "(parse.calibration()) and counted per side in \"The guest kernel's clock calibration\"; with 5 "
+            "boots per side the modes can fall unevenly (one earlier run: mpinit 4 PIT boots of 5, busybox 1 of "
+            "5), which biases the uptime row. The host-clock row (first kernel console line to the marker, "
+            "bench/mpbench/hostclock.py) does not depend on it, so the 0.8x target is met only if both rows meet "
+            "it. The times in /init are differences of printk stamps taken after the calibration, unaffected.",
         ] + ([
             "- **Workaround in this run**: our booted image also ships and preloads `%s` (config \"modules\", "
             "`--ours-preload`), because the agent at this commit does not load a filesystem's module before "

@@ -57,7 +57,7 @@ class StubSys:
         self.counts[name] = n
         if name in self.fail_at:
             errno, nth = self.fail_at[name]
-            if nth is None or nth == n:
+            if nth is None or nth == n or (isinstance(nth, tuple) and n in nth):
                 raise OSError(errno, os.strerror(errno))
 
     def names(self):

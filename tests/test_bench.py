@@ -667,3 +667,189 @@ def test_the_kernel_command_line_is_written_in_one_place():
     for path in (ROOT / "bench").rglob("*.py"):
         if path.name != "guest.py":
             assert "printk.devkmsg=on console" not in path.read_text(), path
+
+
+# --- the guest kernel's clock calibration and the host-clock figure ------------------------------------------
+# Real console lines of the Debian cloud kernel under TCG (build/bench/logs/boot-ours-2.log: early PIT
+# calibration; boot-ours-1.log: late HPET calibration, the printk clock restarting at tsc-early;
+# boot-floor-2.log: late HPET calibration without the "Fast TSC calibration failed" line).
+
+PIT_BOOT = """\
+[    0.000000] DMI: QEMU Standard PC (i440FX + PIIX, 1996), BIOS 1.16.2-debian-1.16.2-1 04/01/2014
+[    0.000000] tsc: Fast TSC calibration using PIT
+[    0.000000] tsc: Detected 2599.993 MHz processor
+[    0.004523] last_pfn = 0x2ffdd max_arch_pfn = 0x400000000
+[    0.164278] ..TIMER: vector=0x30 apic1=0 pin1=2 apic2=-1 pin2=-1
+[    0.184087] clocksource: tsc-early: mask: 0xffffffffffffffff max_cycles: 0x257a3556805, max_idle_ns: 440795233934 ns
+[    1.726746] Run /init as init process
+MPINIT-LIVE-OK uptime=2.57 rootfs=overlay rw=yes cmdline=root=live:LABEL=MPLIVE printk.time=1
+"""
+
+HPET_BOOT = """\
+[    0.000000] tsc: Fast TSC calibration failed
+[    0.000000] clocksource: hpet: mask: 0xffffffff max_cycles: 0xffffffff, max_idle_ns: 19112604467 ns
+[    0.000000] ..TIMER: vector=0x30 apic1=0 pin1=2 apic2=-1 pin2=-1
+[    0.032000] tsc: Unable to calibrate against PIT
+[    0.032000] tsc: using HPET reference calibration
+[    0.032000] tsc: Detected 2598.088 MHz processor
+[    0.001483] clocksource: tsc-early: mask: 0xffffffffffffffff max_cycles: 0x25732e0b351, max_idle_ns: 440795290570 ns
+[    1.569919] Run /init as init process
+MPINIT-LIVE-OK uptime=2.47 rootfs=overlay rw=yes cmdline=root=live:LABEL=MPLIVE printk.time=1
+"""
+
+HPET_BOOT_NO_FAST_LINE = """\
+[    0.000000] last_pfn = 0x2ffdd max_arch_pfn = 0x400000000
+[    0.032000] tsc: Unable to calibrate against PIT
+[    0.032000] tsc: using HPET reference calibration
+[    0.032000] tsc: Detected 2597.428 MHz processor
+[    0.001669] clocksource: tsc-early: mask: 0xffffffffffffffff max_cycles: 0x2570be567e1, max_idle_ns: 440795222850 ns
+"""
+
+
+def test_calibration_mode_of_real_boots():
+    assert parse.calibration(PIT_BOOT) == "PIT"
+    assert parse.calibration(HPET_BOOT) == "HPET"
+    assert parse.calibration(HPET_BOOT_NO_FAST_LINE) == "HPET"
+    # the slow path's other outcomes (arch/x86/kernel/tsc.c pit_hpet_ptimer_calibrate_cpu())
+    assert parse.calibration("[    0.040000] tsc: using PMTIMER reference calibration\n") == "PM timer"
+    assert parse.calibration("[    0.040000] tsc: PIT calibration matches HPET. 1 loops\n") == "PIT, late"
+    with pytest.raises(parse.ParseError, match="calibration line"):
+        parse.calibration("[    0.000000] tsc: Detected 2599.993 MHz processor\n")
+    # unstamped text (e.g. a shell echoing the words) is not the kernel's line
+    with pytest.raises(parse.ParseError):
+        parse.calibration("tsc: Fast TSC calibration using PIT\n")
+
+
+def test_the_printk_clock_restarts_only_in_late_calibration_boots():
+    assert parse.clock_restart(PIT_BOOT) is None
+    assert parse.clock_restart(HPET_BOOT) == (0.032, 0.001483)
+    assert parse.clock_restart(HPET_BOOT_NO_FAST_LINE) == (0.032, 0.001669)
+
+
+def _clock_of(text, times):
+    """A LineClock fed `text` line by line at the given host times (seconds), as qemu.boot's reader would."""
+    from mpbench import hostclock
+
+    c = hostclock.LineClock()
+    for line, t in zip(text.splitlines(True), times):
+        c.feed(100.0 + t, line.replace("\n", "\r\n").encode())
+    return c.close()
+
+
+def test_host_clock_live_root_runs_from_the_first_kernel_line_to_the_marker():
+    from mpbench import hostclock
+
+    # recorded arrival times: SeaBIOS-style noise before the kernel's first line is not counted
+    text = "SeaBIOS (version 1.16.2)\n" + HPET_BOOT
+    times = [0.0, 0.40, 0.40, 0.41, 0.55, 0.55, 0.55, 0.56, 1.95, 2.71]
+    c = _clock_of(text, times)
+    assert c.lines[1] == (100.40, "[    0.000000] tsc: Fast TSC calibration failed")   # "\r" dropped
+    assert hostclock.live_root(c.lines) == pytest.approx(2.71 - 0.40)
+    assert hostclock.run_init(c.lines) == pytest.approx(1.95 - 0.40)
+    # the .clock file keeps the same figures
+    again = hostclock.read(c.dump())
+    assert again[0] == (0.0, "SeaBIOS (version 1.16.2)")
+    assert hostclock.live_root(again) == pytest.approx(2.31)
+
+
+def test_a_line_is_stamped_when_its_first_byte_arrives():
+    from mpbench import hostclock
+
+    c = hostclock.LineClock()
+    c.feed(1.0, b"[    0.000000] Linux ver")
+    c.feed(2.0, b"sion 6.1\n[    0.1")
+    c.feed(3.0, b"00000] next\nMPINIT-LIVE-OK uptime=1.00")
+    c.close()
+    assert c.lines == [(1.0, "[    0.000000] Linux version 6.1"), (2.0, "[    0.100000] next"),
+                       (3.0, "MPINIT-LIVE-OK uptime=1.00")]
+    assert hostclock.live_root(c.lines) == 2.0
+
+
+def test_host_clock_errors_name_what_is_missing():
+    from mpbench import hostclock
+
+    with pytest.raises(hostclock.ClockError, match="printk stamp"):
+        hostclock.live_root([(0.0, "no kernel here"), (1.0, "MPINIT-LIVE-OK uptime=1")], "ours boot 1")
+    with pytest.raises(hostclock.ClockError, match="MPINIT-LIVE-OK"):
+        hostclock.live_root([(0.0, "[    0.000000] x")])
+    with pytest.raises(hostclock.ClockError, match="line 2"):
+        hostclock.read("0.0\tok\nnot a time\tx\n")
+    with pytest.raises(hostclock.ClockError, match="line 1"):
+        hostclock.read("no tab here\n")
+
+
+def test_qemu_boot_hands_each_piece_of_output_to_on_data(tmp_path):
+    """mpinit.qemu.boot's on_data callback, driven by a stand-in for QEMU (argv=) that prints two lines apart."""
+    from mpbench import hostclock
+    from mpinit import qemu
+
+    script = ("import sys, time\nsys.stdout.write('[    0.000000] first\\n'); sys.stdout.flush()\n"
+              "time.sleep(0.3)\nsys.stdout.write('MPINIT-LIVE-OK uptime=0.30\\n'); sys.stdout.flush()\n")
+    c = hostclock.LineClock()
+    r = qemu.boot(None, None, argv=[sys.executable, "-c", script], timeout_s=30, echo=False, on_data=c.feed,
+                  log_path=tmp_path / "log")
+    c.close()
+    assert r.ok
+    assert [text for _, text in c.lines] == ["[    0.000000] first", "MPINIT-LIVE-OK uptime=0.30"]
+    assert hostclock.live_root(c.lines) > 0   # the two lines arrived apart (no duration asserted)
+
+
+def test_the_08x_target_is_met_only_if_both_rows_meet_it():
+    up = Metric("live_root", "time to the live root", "s", ours=[2.0], peer=[3.0], target=Target("ratio", 0.8, "t"))
+    host = Metric("live_root_host", "host clock", "s", ours=[2.6], peer=[3.0], target=Target("ratio", 0.8, "t"))
+    up.joint.append(host)
+    host.joint.append(up)
+    assert up._own_verdict() == "yes" and host._own_verdict() == "no"
+    assert up.verdict() == "no" and host.verdict() == "no"
+    host.ours = [2.3]
+    assert up.verdict() == "yes" and host.verdict() == "yes"
+    host.ours = []
+    assert up.verdict() == "n/a"
+    md = report.markdown([up, host], {"title": "T"})
+    rows = {line.split("|")[1].strip(): line for line in md.split("\n") if line.startswith("| ")}
+    assert rows["time to the live root"].rstrip(" |").endswith("n/a")
+
+
+def test_calibration_section_counts_the_modes_per_side():
+    recs = [{"side": "ours", "cpus": 1, "mode": "PIT", "uptime": 2.57, "host": 2.31, "run_init": 1.73,
+             "run_init_host": 1.50},
+            {"side": "ours", "cpus": 1, "mode": "HPET", "uptime": 2.47, "host": 2.40, "run_init": 1.57,
+             "run_init_host": 1.58},
+            {"side": "ours", "cpus": 1, "mode": "PIT", "uptime": 2.61, "host": 2.35, "run_init": 1.75,
+             "run_init_host": None},
+            {"side": "peer", "cpus": 2, "mode": "HPET", "uptime": 3.0, "host": None, "run_init": None,
+             "run_init_host": None}]
+    lines = report.calibration_lines(recs)
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    assert rows[0][:4] == ["mpinit", "1", "HPET 1, PIT 2", "HPET"]
+    assert rows[1][:4] == ["mpinit", "1", "HPET 1, PIT 2", "PIT"]
+    assert rows[1][4] == "2.590 s (2.570 - 2.610, n=2)" and rows[1][7] == "1.500 s"
+    assert rows[2][:4] == ["busybox script", "2", "HPET 1", "HPET"] and rows[2][5] == "-"
+
+
+def test_a_plain_boots_host_clock_and_calibration_record():
+    run = _run_module()
+    times = [0.0, 0.01, 0.02, 0.15, 0.15, 0.15, 0.16, 1.60, 2.40]
+    c = _clock_of(HPET_BOOT, times)
+    host = Metric("live_root_host", "h", "s")
+    calib, failures = [], []
+    run.record_clock(host, "peer", c.lines, HPET_BOOT, "peer boot 1", 1, calib, failures)
+    assert host.peer == [pytest.approx(2.40)] and not failures
+    assert calib == [{"side": "peer", "cpus": 1, "mode": "HPET", "uptime": 2.47, "host": pytest.approx(2.40),
+                      "run_init": 1.569919, "run_init_host": pytest.approx(1.60)}]
+    # no marker: the host figure is that run's failure, the record keeps what there is
+    cut = c.lines[:-1]
+    run.record_clock(host, "peer", cut, HPET_BOOT, "peer boot 2", 2, calib, failures)
+    assert len(host.peer) == 1 and "peer boot 2" in host.peer_failures[0] and failures
+    assert calib[1]["host"] is None and calib[1]["cpus"] == 2
+
+
+def test_mode_counts_per_side_for_the_notes():
+    run = _run_module()
+    recs = [{"side": s, "cpus": 1, "mode": m} for s, m in (("ours", "PIT"), ("ours", "PIT"), ("ours", "HPET"),
+                                                            ("peer", "HPET"), ("floor", "PIT"))]
+    recs.append({"side": "peer", "cpus": 2, "mode": "PIT"})
+    assert run.mode_counts(recs, 1) == ("Boots per TSC calibration mode, -smp 1: mpinit HPET 1, PIT 2; "
+                                        "busybox script HPET 1; C floor PIT 1.")
+    assert run.mode_counts(recs, 2) == "Boots per TSC calibration mode, -smp 2: busybox script PIT 1."
+    assert run.mode_counts(recs, 4) == ""

@@ -471,3 +471,18 @@ def test_boot_probes_each_device_at_most_once_with_the_medium_last(fake_machine,
     assert r.handed_off, r.console
     # Every disk and partition, each once, up to the match: sdh2 comes after sdh1 in scan order and is never read.
     assert len(seen) == len(set(seen)) == 8 * 3 - 1 and "/dev/sdh2" not in seen
+
+
+
+def test_make_links_after_the_link_directory_went_away(rec, fs):
+    # The directories are made once per boot; a user who removed /dev/disk in the rescue shell gets them back.
+    import shutil
+
+    mbr_disk(fs)
+    devs = blockdev.scan()
+    blockdev.make_links(devs)
+    assert os.readlink("/dev/disk/by-label/BOOT") == "../../sda1"
+    shutil.rmtree("/dev/disk")
+    blockdev._linked.pop("/dev/disk/by-label/BOOT")
+    assert blockdev.make_links(devs) == 1
+    assert os.readlink("/dev/disk/by-label/BOOT") == "../../sda1"

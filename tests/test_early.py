@@ -106,6 +106,25 @@ def test_already_mounted_is_fine(fs):
         early.mount_api_filesystems()
 
 
+def test_first_run_looks_at_proc_only(fs):
+    """Nothing mounted yet (/proc is no mount point): the other mounts go ahead without an lstat pair each."""
+    fs.create_dir("/proc")
+    with StubSys(fs) as s:
+        early.mount_api_filesystems()
+    assert [c[1][0] for c in s.calls if c[0] == "lstat"] == ["/proc", "/"]
+    assert len(s.mounts) == 6
+
+
+def test_a_rerun_mounts_only_what_is_missing(fs, monkeypatch):
+    """After resume() (/proc mounted by the first run) every mount point is checked: no second /dev over the first,
+    which would hide /dev/pts."""
+    mounted = {"/proc", "/dev", "/dev/pts"}
+    monkeypatch.setattr(early, "is_mountpoint", lambda path: path in mounted)
+    with StubSys(fs) as s:
+        assert early.mount_api_filesystems() == "an earlier run"
+    assert sorted(m[1] for m in s.mounts) == ["/dev/shm", "/run", "/sys"]
+
+
 def test_console_on_fds_0_to_2(fs):
     with StubSys(fs) as s:
         assert early.setup_console() is True

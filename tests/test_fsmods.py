@@ -26,6 +26,11 @@ class Mods:
         self.loads.append(name)
         return name in self.have
 
+    def load_shipped(self, names):
+        out = [n for n in names if n in self.have and n not in self.loads]
+        self.loads.extend(out)
+        return out
+
 
 class Ctx:
     def __init__(self, mods):
@@ -40,10 +45,15 @@ def test_known_reads_proc_filesystems(fs):
 
 def test_ensure_loads_the_fs_alias_and_charsets(fs):
     fs.create_file("/proc/filesystems", contents=PROC)
-    m = Mods({"vfat", "fat", "nls_cp437", "nls_utf8"}, {"fs-vfat": ["vfat"]})
-    assert fsmods.ensure(Ctx(m), "vfat") == ["vfat", "nls_cp437", "nls_utf8"]
+    m = Mods({"vfat", "fat", "nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8"}, {"fs-vfat": ["vfat"]})
+    # only the tables vfat's mount loads with the defaults (codepage 437, iocharset ascii; the utf8 option needs
+    # no table): the others wait for an EINVAL
+    assert fsmods.ensure(Ctx(m), "vfat") == ["vfat", "nls_cp437", "nls_ascii"]
     assert fsmods.ensure(Ctx(m), "ext4") == []  # registered already: nothing loaded
-    assert m.loads == ["vfat", "nls_cp437", "nls_utf8"]
+    assert m.loads == ["vfat", "nls_cp437", "nls_ascii"]
+    assert fsmods.retry_charsets(Ctx(m), "vfat") == ["nls_iso8859_1", "nls_utf8"]
+    assert fsmods.retry_charsets(Ctx(m), "vfat") == []  # loaded already: no second plain retry
+    assert fsmods.retry_charsets(Ctx(m), "ext4") == []
 
 
 def test_ensure_falls_back_to_module_names(fs):
@@ -64,19 +74,40 @@ def test_ensure_loop(fs):
     assert fsmods.ensure_loop(Ctx(Mods(set(), {}))) is True
 
 
+class VfatDev:
+    name = "sdb1"
+    path = "/dev/sdb1"
+    info = {"TYPE": "vfat"}
+
+
 def test_vfat_mount_is_retried_with_utf8_after_einval(fs):
     from mpinit_agent import main, medium
-
-    class Dev:
-        name = "sdb1"
-        path = "/dev/sdb1"
-        info = {"TYPE": "vfat"}
 
     ctx = main.Context()
     ctx.modules = Mods(set(), {})
     with StubSys(fs) as s:
         s.fail("mount", abi.EINVAL, nth=1)
-        medium.mount_ro(ctx, Dev(), "/mnt")
+        medium.mount_ro(ctx, VfatDev(), "/mnt")
+    assert s.mounts == [("/dev/sdb1", "/mnt", "vfat", abi.MS_RDONLY, "iocharset=utf8")]
+
+
+def test_vfat_einval_loads_the_other_charsets_and_retries_the_same_mount_first(fs):
+    # A kernel whose default iocharset is iso8859-1 (upstream's): the first mount fails, nls_iso8859_1 is loaded,
+    # the same mount succeeds without iocharset=utf8.
+    from mpinit_agent import main, medium
+
+    ctx = main.Context()
+    ctx.modules = Mods({"nls_iso8859_1", "nls_utf8"}, {})
+    with StubSys(fs) as s:
+        s.fail("mount", abi.EINVAL, nth=1)
+        medium.mount_ro(ctx, VfatDev(), "/mnt")
+    assert ctx.modules.loads[-2:] == ["nls_iso8859_1", "nls_utf8"]
+    assert s.mounts == [("/dev/sdb1", "/mnt", "vfat", abi.MS_RDONLY, None)]
+    # both fail: the iocharset=utf8 retry comes last
+    ctx.modules = Mods({"nls_iso8859_1", "nls_utf8"}, {})
+    with StubSys(fs) as s:
+        s.fail("mount", abi.EINVAL, nth=(1, 2))
+        medium.mount_ro(ctx, VfatDev(), "/mnt")
     assert s.mounts == [("/dev/sdb1", "/mnt", "vfat", abi.MS_RDONLY, "iocharset=utf8")]
 
 
@@ -87,3 +118,17 @@ def test_mount_type_ntfs_is_ntfs3_unless_the_kernel_has_ntfs(fs):
     fs.remove_object("/proc/filesystems")
     fs.create_file("/proc/filesystems", contents="\tntfs\n\tntfs3\n")
     assert fsmods.mount_type("ntfs") == "ntfs"
+
+
+def test_ensure_reads_proc_filesystems_once_per_boot(fs):
+    fs.create_file("/proc/filesystems", contents=PROC)
+    m = Mods({"vfat", "squashfs", "overlay"}, {"fs-vfat": ["vfat"], "fs-squashfs": ["squashfs"],
+                                               "fs-overlay": ["overlay"]})
+    ctx = Ctx(m)
+    assert fsmods.ensure(ctx, "vfat") == ["vfat"]
+    # later changes to the file are not read again: what ensure() loaded is remembered instead
+    fs.remove_object("/proc/filesystems")
+    assert fsmods.ensure(ctx, "vfat") == [] and fsmods.ensure(ctx, "ext4") == []
+    assert fsmods.ensure(ctx, "squashfs") == ["squashfs"] and fsmods.ensure(ctx, "squashfs") == []
+    assert m.loads == ["vfat", "squashfs"]
+    assert sorted(ctx.fs_registered) == ["ext4", "proc", "squashfs", "sysfs", "tmpfs", "vfat"]

@@ -104,6 +104,26 @@ def test_timeline_and_initrd_release_are_written_before_any_move(fs, monkeypatch
     assert written["mounts_so_far"] == []
 
 
+def test_the_images_initrd_release_is_kept(fs, monkeypatch):
+    """`mpinit pack` puts /etc/initrd-release (with its version) in every image: handoff writes one only when
+    missing."""
+    make_root(fs)
+    packed = 'NAME="mpinit"\nID=mpinit\nVERSION_ID=9.9\n'
+    fs.create_file(contract.INITRD_RELEASE, contents=packed)
+    seen = []
+    real = handoff.write_state
+
+    def spy(c, init):
+        real(c, init)
+        seen.append(open(contract.INITRD_RELEASE).read())
+
+    monkeypatch.setattr(handoff, "write_state", spy)
+    with StubSys(fs):
+        with pytest.raises(Exec):
+            handoff.run(ctx_for("root=/dev/sda1"))
+    assert seen == [packed]
+
+
 def test_missing_init_fails_before_anything_irreversible(fs):
     make_root(fs, init=None)
     with StubSys(fs) as s:
@@ -152,6 +172,32 @@ def test_empty_dir_does_not_cross_mounts(fs):
         root_dev = handoff._dev_of("/")
         handoff.empty_dir("/", root_dev, ())
     assert fs.exists("/mnt/other/keep") and not fs.exists("/a")
+
+
+def test_empty_dir_with_micropythons_ilistdir_lstats_directories_only(fs, monkeypatch):
+    """MicroPython's os.ilistdir gives readdir's d_type: files go without an lstat, directories (possible mount
+    points) and entries of unknown type (d_type 0) get one."""
+    import os
+    import stat
+
+    fs.add_mount_point("/mnt/other")
+    fs.create_file("/mnt/other/keep")
+    fs.create_file("/a/b/c")
+    fs.create_file("/lib/x.ko")
+    fs.create_file("/odd")
+
+    def ilistdir(path):
+        for e in os.scandir(path):
+            t = 0 if e.name == "odd" else stat.S_IFMT(e.stat(follow_symlinks=False).st_mode)
+            yield (e.name, t, e.inode())
+
+    monkeypatch.setattr(handoff.os, "ilistdir", ilistdir, raising=False)
+    with StubSys(fs) as s:
+        handoff.empty_dir("/", handoff._dev_of("/"), ())
+    assert fs.exists("/mnt/other/keep") and not fs.exists("/a") and not fs.exists("/lib") and not fs.exists("/odd")
+    lstats = [c[1][0] for c in s.calls if c[0] == "lstat"]
+    assert "/lib/x.ko" not in lstats and "/a/b/c" not in lstats
+    assert "/odd" in lstats and "/a" in lstats and "/a/b" in lstats and "/mnt/other" in lstats
 
 
 def test_exec_failure_tries_the_next_kernel_init(fs):

@@ -169,6 +169,33 @@ def test_cmdline_stage(fs):
     assert open("/proc/sys/kernel/printk").read() == "3\n"
 
 
+def test_the_command_line_is_parsed_once_from_early_to_the_cmdline_stage(fs, monkeypatch):
+    """The break points after early and before cmdline and the cmdline stage itself share one parse of the same
+    /proc/cmdline; a changed line (or none parsed yet) is parsed again."""
+    fs.create_file("/proc/cmdline", contents="root=live:LABEL=X\n")
+    parsed = []
+    real = cmdline.parse
+
+    def counting(text, defaults=""):
+        parsed.append(text)
+        return real(text, defaults)
+
+    monkeypatch.setattr(cmdline, "parse", counting)
+    ctx = main.Context()
+    with StubSys(fs):
+        main.stage(ctx, "early", lambda c: "mounted")
+        main.stage(ctx, "cmdline", main.cmdline_stage)
+    assert parsed == ["root=live:LABEL=X"]
+    assert ctx.opts.live == "LABEL=X" and ctx._parsed is None
+    ctx.opts = None
+    with open("/proc/cmdline", "w") as f:
+        f.write("root=/dev/sda1\n")
+    with StubSys(fs):
+        main.stage(ctx, "cmdline", main.cmdline_stage)
+    assert parsed == ["root=live:LABEL=X", "root=/dev/sda1"]
+    assert ctx.opts.root == "/dev/sda1"
+
+
 def test_cmdline_stage_names_a_bad_parameter(fs):
     fs.create_file("/proc/cmdline", contents="root=/dev/sda1 rootdelay=soon\n")
     with StubSys(fs):

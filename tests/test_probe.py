@@ -441,3 +441,32 @@ def test_blank_head_sees_any_nonzero_byte(size):
         data = bytearray(size)
         data[pos] = 1
         assert not probe._Dev(io.BytesIO(bytes(data)), 0, size).blank(), pos
+
+
+def test_image_type_reads_the_two_image_superblocks_only():
+    from mpinit.testing import images
+
+    sq = images.filesystem("squashfs", size=1 << 20)
+    assert probe.image_type(io.BytesIO(sq)) == "squashfs" == probe.probe(io.BytesIO(sq))["TYPE"]
+    assert probe.image_type(io.BytesIO(bytes(8192))) is None
+    vfat = images.filesystem("vfat", label="L", size=1 << 20)
+    assert probe.image_type(io.BytesIO(vfat)) is None
+    old = bytearray(sq)
+    struct.pack_into("<H", old, 28, 3)          # a squashfs 3.x superblock: not a live image the kernel mounts
+    assert probe.image_type(io.BytesIO(bytes(old))) == "squashfs3"
+    # a squashfs magic at 0 and an EROFS superblock at 1024, past floppy size (where the first result would win):
+    # ambivalent for both
+    both = bytearray(2 << 20)
+    both[:4096] = sq[:4096]
+    struct.pack_into("<IIIB", both, 1024, 0xE0F5E1E2, 0, 0, 12)
+    assert probe.probe(io.BytesIO(bytes(both))) == {}
+    assert probe.image_type(io.BytesIO(bytes(both))) is None
+
+
+def test_image_type_opens_a_path(tmp_path):
+    p = tmp_path / "x.squashfs"
+    p.write_bytes(b"hsqs" + bytes(24) + struct.pack("<HH", 4, 0) + bytes(4064))
+    assert probe.image_type(str(p)) == "squashfs"
+    with pytest.raises(OSError):
+        probe.image_type(str(tmp_path / "missing"))
+

@@ -97,6 +97,12 @@ def _check(data, sector):
     assert probe.probe(io.BytesIO(data), sector=sector, windows=True) == out
     for k, v in out.items():
         assert isinstance(k, str) and isinstance(v, str)
+    # The medium's image check (two probers only) agrees with the full probe wherever that names an image type.
+    t = probe.image_type(io.BytesIO(data))
+    assert probe.image_type(io.BytesIO(data), windows=True) == t
+    assert t in (None, "squashfs", "squashfs3", "erofs")
+    if out.get("TYPE") in ("squashfs", "squashfs3", "erofs"):
+        assert t == out["TYPE"]
     parts = probe.partitions(io.BytesIO(data), sector=sector)
     assert isinstance(parts, list)
     for p in parts:

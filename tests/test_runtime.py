@@ -185,6 +185,9 @@ def pid1_in_tmpfs(runtime_binary, tmp_path, name, args, module, source):
     stage = tmp_path / "stage"
     (stage / "mpinit_agent").mkdir(parents=True)
     (stage / "mpinit_agent" / "__init__.py").write_text("")
+    # The real entry module (initmain.c runs `-m mpinit_agent.pid1`), so the stand-in main is reached through it.
+    shutil.copy2(Path(__file__).resolve().parent.parent / "agent" / "mpinit_agent" / "pid1.py",
+                 stage / "mpinit_agent" / "pid1.py")
     (stage / "mpinit_agent" / (module + ".py")).write_text(source)
     shutil.copy2(runtime_binary, stage / name)
     root = tmp_path / "root"
@@ -207,8 +210,11 @@ def test_pid1_on_an_initramfs_runs_the_agent_with_replaced_argv(runtime_binary, 
                          "def start():\n"
                          "    print('agent pid', _linux.getpid(), 'argv', sys.argv[1:],\n"
                          "          'path', os.getenv('MICROPYPATH'))\n"
-                         "    print('heap', gc.mem_free() + gc.mem_alloc())\n")
+                         "    print('heap', gc.mem_free() + gc.mem_alloc())\n"
+                         "    print('sys.path', sys.path)\n")
     assert "agent pid 1 argv [] path None\n" in proc.stdout, (proc.stdout, proc.stderr)
+    # pid1.py drops "" once the package is imported: built-ins are not looked for in the initramfs's / any more.
+    assert "sys.path ['.frozen']\n" in proc.stdout
     # -X heapsize=2M: the GC heap minus its allocation tables (py/gc.c: 1 table byte per 4 blocks of 16 bytes).
     heap = int(proc.stdout.split("heap ")[1].split()[0])
     assert 2 * 1024 * 1024 * 60 // 65 < heap <= 2 * 1024 * 1024

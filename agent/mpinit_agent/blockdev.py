@@ -405,8 +405,10 @@ def make_links(devices, only_probed=False):
     only_probed: link only the devices probed so far (the boot's wait loop, which must not probe every device)."""
     made = 0
     taken = {}
-    for sub, key in _LINKS:
-        fsutil.makedirs(DISK_LINKS + "/" + sub)
+    if not _linked.get(DISK_LINKS):
+        for sub, key in _LINKS:
+            fsutil.makedirs(DISK_LINKS + "/" + sub)
+        _linked[DISK_LINKS] = True   # the directories, made once: later passes stat them no more
     for d in devices:
         if only_probed and not d.probed():
             continue
@@ -421,13 +423,22 @@ def make_links(devices, only_probed=False):
             target = "../../" + d.name
             if _linked.get(path) == target:
                 continue          # made by an earlier pass of this boot
+            # /dev is the kernel's fresh devtmpfs, so the symlink is tried first; only when something is there
+            # already is it read (a stale link from an earlier scan, the device replaced: it is replaced).
+            try:
+                sc.symlink(target, path)
+                _linked[path] = target
+                made += 1
+                continue
+            except OSError:
+                pass
             try:
                 if sc.readlink(path) == target:
                     _linked[path] = target
                     continue
-                os.remove(path)   # a stale link from an earlier scan (the device was replaced)
+                os.remove(path)
             except OSError:
-                pass
+                fsutil.makedirs(DISK_LINKS + "/" + sub)  # nothing there: its directory went away (the REPL)
             sc.symlink(target, path)
             _linked[path] = target
             made += 1

@@ -27,9 +27,10 @@ def is_mountpoint(path):
         return False
 
 
-def _mount(source, target, fstype, flags, data):
-    """Mount one API filesystem; already mounted (EBUSY) is fine. Raises BootError naming the mount."""
-    if is_mountpoint(target):
+def _mount(source, target, fstype, flags, data, check=True):
+    """Mount one API filesystem; already mounted (EBUSY) is fine. Raises BootError naming the mount. check=False:
+    the caller knows nothing is mounted yet (the first run), so no lstat(2) pair first."""
+    if check and is_mountpoint(target):
         return
     try:
         fsutil.makedirs(target)
@@ -49,12 +50,16 @@ def mount_api_filesystems():
 
     Returns "devtmpfs" or "mdev" (how /dev was filled)."""
     nosuid_nodev_noexec = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
-    _mount("proc", "/proc", "proc", nosuid_nodev_noexec, None)
-    _mount("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, None)
+    # /proc is mounted first: when it is not a mount point yet, this is the first run and the kernel has mounted
+    # nothing on the initramfs (its devtmpfs automount is for a disk root only, init/do_mounts.c), so the other
+    # mounts need no check each. A rerun after resume() checks every one.
+    again = is_mountpoint("/proc")
+    _mount("proc", "/proc", "proc", nosuid_nodev_noexec, None, again)
+    _mount("sysfs", "/sys", "sysfs", nosuid_nodev_noexec, None, again)
     how = "devtmpfs"
     fsutil.makedirs("/dev")
     try:
-        if is_mountpoint("/dev"):
+        if again and is_mountpoint("/dev"):
             how = "an earlier run"
         else:
             sc.mount("devtmpfs", "/dev", "devtmpfs", sc.MS_NOSUID, "mode=0755")
@@ -63,17 +68,17 @@ def mount_api_filesystems():
         if err == sc.EBUSY:
             pass
         elif err == sc.ENODEV:  # kernel built without CONFIG_DEVTMPFS
-            _mount("tmpfs", "/dev", "tmpfs", sc.MS_NOSUID, "mode=0755")
+            _mount("tmpfs", "/dev", "tmpfs", sc.MS_NOSUID, "mode=0755", again)
             populate_dev()
             how = "mdev"
         else:
             raise BootError("early", "mount -t devtmpfs devtmpfs /dev failed: %s" % oserror_text(e))
     dev_links()
     # /run: systemd's mount-setup.c uses mode=0755 and nosuid,nodev for /run; the same here (issue 4).
-    _mount("tmpfs", "/run", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755")
+    _mount("tmpfs", "/run", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=0755", again)
     # devpts: gid 5 (tty) and mode 0620, as systemd's mount-setup.c and util-linux's default.
-    _mount("devpts", "/dev/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=0620,gid=5")
-    _mount("tmpfs", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777")
+    _mount("devpts", "/dev/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC, "mode=0620,gid=5", again)
+    _mount("tmpfs", "/dev/shm", "tmpfs", sc.MS_NOSUID | sc.MS_NODEV, "mode=1777", again)
     fsutil.makedirs("/run/mpinit")
     return how
 

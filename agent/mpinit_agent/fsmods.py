@@ -4,20 +4,51 @@
 # loads the filesystem's module itself before mounting: the shipped module whose alias matches "fs-<type>"
 # (MODULE_ALIAS_FS in every filesystem driver), plus the character sets the driver asks for by default
 # (fat: codepage 437 and the iocharset, CONFIG_FAT_DEFAULT_CODEPAGE/_IOCHARSET; isofs Joliet, exfat: utf8).
+# Each finit_module(2) costs ~3-5 ms under TCG (a signature check, relocation), so only the charsets the mount
+# asks for are loaded up front; the others wait for the EINVAL that names a missing one (retry_charsets()).
 from . import fsutil, log
 
 # Module names for kernels whose table lacks the fs- aliases (ext2/ext3 are served by ext4 since 4.3).
 _BY_NAME = {"iso9660": "isofs", "ext2": "ext4", "ext3": "ext4"}
-_NLS = {"vfat": ("nls_cp437", "nls_ascii", "nls_iso8859_1", "nls_utf8"), "msdos": ("nls_cp437",),
+# vfat's mount (fs/fat/inode.c fat_fill_super) loads two tables: the codepage ("cp%d" of codepage=, default
+# CONFIG_FAT_DEFAULT_CODEPAGE=437) and, for vfat, the iocharset (default CONFIG_FAT_DEFAULT_IOCHARSET: "ascii" in
+# Debian's and Fedora's kernels). The utf8 option (CONFIG_FAT_DEFAULT_UTF8=y) converts names with the kernel's own
+# utf8s_to_utf16s() and loads no table: nls_utf8 is needed only for iocharset=utf8.
+_NLS = {"vfat": ("nls_cp437", "nls_ascii"), "msdos": ("nls_cp437",),
         "iso9660": ("nls_utf8",), "exfat": ("nls_utf8",), "udf": ("nls_utf8",)}
+# Loaded only after mount(2) said EINVAL: the upstream default iocharset ("iso8859-1", fs/fat/Kconfig; Ubuntu's
+# kernels keep it), and utf8 for the iocharset=utf8 retry (retry_data()).
+_NLS_RETRY = {"vfat": ("nls_iso8859_1", "nls_utf8")}
+
+
+def registered(path="/proc/filesystems"):
+    """The filesystem types the running kernel has registered (/proc/filesystems: "nodev\\ttmpfs" or "\\text4"),
+    as a dict name -> True."""
+    out = {}
+    for line in fsutil.read_text(path, "").split("\n"):
+        name = line.split("\t")[-1].strip()
+        if name:
+            out[name] = True
+    return out
 
 
 def known(fstype, path="/proc/filesystems"):
-    """True when the running kernel has fstype registered (/proc/filesystems: "nodev\\ttmpfs" or "\\text4")."""
-    for line in fsutil.read_text(path, "").split("\n"):
-        if line.split("\t")[-1].strip() == fstype:
-            return True
-    return False
+    """True when the running kernel has fstype registered."""
+    return fstype in registered(path)
+
+
+def _known_in_boot(ctx, fstype):
+    """known() for ensure(), reading /proc/filesystems once per boot (~1 ms under TCG each time): the types ensure()
+    loaded since are added. One loaded behind its back (a hook, the REPL) only costs a load that finds it there
+    (EEXIST counts as loaded)."""
+    have = getattr(ctx, "fs_registered", None)
+    if have is None:
+        have = registered()
+        try:
+            ctx.fs_registered = have
+        except AttributeError:
+            pass
+    return fstype in have
 
 
 def mount_type(fstype, path="/proc/filesystems"):
@@ -32,7 +63,7 @@ def mount_type(fstype, path="/proc/filesystems"):
 def ensure(ctx, fstype):
     """Load the module for fstype (and its default character sets) when the kernel lacks it. Returns the names
     loaded; never raises for a missing module (mount(2) then reports ENODEV, which the caller names)."""
-    if not fstype or known(fstype):
+    if not fstype or _known_in_boot(ctx, fstype):
         return []
     try:
         from . import kmod
@@ -50,6 +81,9 @@ def ensure(ctx, fstype):
         return []
     if loaded:
         log.info("loaded %s for filesystem %s" % (", ".join(loaded), fstype))
+        have = getattr(ctx, "fs_registered", None)
+        if have is not None:
+            have[fstype] = True
     return loaded
 
 
@@ -65,6 +99,25 @@ def ensure_loop(ctx, control="/dev/loop-control"):
     except (OSError, ValueError) as e:
         log.warning("loop module: %s" % e)
         return False
+
+
+def retry_charsets(ctx, fstype):
+    """After mount(2) said EINVAL: load the charsets ensure() left out (_NLS_RETRY) that the image ships and that
+    are not loaded yet. Returns the names loaded now: when there are some, the same mount is worth trying again
+    (the kernel's default iocharset may be one of them) before retry_data()'s."""
+    names = _NLS_RETRY.get(fstype)
+    if not names:
+        return []
+    try:
+        from . import kmod
+
+        loaded = kmod.of(ctx).load_shipped(names)
+    except (OSError, ValueError) as e:
+        log.warning("no character sets for filesystem %s: %s" % (fstype, e))
+        return []
+    if loaded:
+        log.info("loaded %s for filesystem %s" % (", ".join(loaded), fstype))
+    return loaded
 
 
 def retry_data(fstype):

@@ -96,8 +96,9 @@ def write_state(ctx, init):
                     "result": "exec %s" % init})
     fsutil.makedirs(contract.RUN_DIR)
     fsutil.write_atomic(contract.TIMELINE_PATH, json.dumps(entries))
-    fsutil.makedirs(fsutil.dirname(contract.INITRD_RELEASE))
-    fsutil.write_atomic(contract.INITRD_RELEASE, INITRD_RELEASE_TEXT)
+    if not fsutil.isfile(contract.INITRD_RELEASE):  # `mpinit pack` puts one in every image (with its version)
+        fsutil.makedirs(fsutil.dirname(contract.INITRD_RELEASE))
+        fsutil.write_atomic(contract.INITRD_RELEASE, INITRD_RELEASE_TEXT)
 
 
 def move_mounts(new_root, mounts=MOVED):
@@ -123,17 +124,22 @@ def empty_dir(path, root_dev, keep):
 
     Returns the number of entries removed."""
     removed = 0
-    for name in fsutil.listdir(path):
-        full = (path.rstrip("/") + "/" + name)
+    base = path.rstrip("/") + "/"
+    for name, ftype in _entries(path):
+        full = base + name
         if full in keep:
             continue
-        try:
-            st = sc.lstat(full)
-        except OSError:
-            continue
-        if st[2] != root_dev:
-            continue  # a mount point: not ours to empty
-        if st[0] & sc.S_IFMT == sc.S_IFDIR:
+        if ftype == sc.S_IFDIR or not ftype:
+            # Only a directory can be a mount point here (or the type is unknown): lstat for its device. Files and
+            # links (the modules, most of the entries) are removed without a syscall of their own first.
+            try:
+                st = sc.lstat(full)
+            except OSError:
+                continue
+            if st[2] != root_dev:
+                continue  # a mount point: not ours to empty
+            ftype = st[0] & sc.S_IFMT
+        if ftype == sc.S_IFDIR:
             removed += empty_dir(full, root_dev, keep)
             try:
                 os.rmdir(full)
@@ -147,6 +153,24 @@ def empty_dir(path, root_dev, keep):
             except OSError as e:
                 log.debug("handoff: rm %s: %s" % (full, oserror_text(e)))
     return removed
+
+
+def _entries(path):
+    """(name, S_IFMT type or 0 when unknown) of a directory's entries, unsorted; [] when unreadable. MicroPython's
+    os.ilistdir gives readdir(3)'s d_type (extmod/vfs_posix.c), so no lstat(2) per entry."""
+    ilist = getattr(os, "ilistdir", None)
+    try:
+        if ilist is not None:
+            return [(e[0], e[1] & sc.S_IFMT) for e in ilist(path)]
+        out = []
+        for name in os.listdir(path):  # CPython (the fake machine): the type from lstat
+            try:
+                out.append((name, sc.lstat(path.rstrip("/") + "/" + name)[0] & sc.S_IFMT))
+            except OSError:
+                pass
+        return out
+    except OSError:
+        return []
 
 
 def is_initramfs(statfs_type):

@@ -63,9 +63,12 @@ class Hooks:
         """Call point(ctx, *extra) in every hook file defining it. Returns the number of hooks run.
 
         A hook's exception becomes a BootError for the stage the point belongs to, naming file and function."""
+        files = self.load()
+        if not files:
+            return 0  # the usual boot: no hook files, nothing to look up at each hook point
         ran = 0
         stage = point.split("_", 1)[1] if "_" in point and point != "on_failure" else "hook"
-        for path, namespace in self.load():
+        for path, namespace in files:
             fn = namespace.get(point)
             if fn is None or not callable(fn):
                 continue

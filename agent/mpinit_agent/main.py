@@ -51,6 +51,8 @@ class Context:
         self.tried = []
         self.hooks = None
         self._broken = []           # stages whose rd.break REPL already ran
+        self._parsed = None         # (/proc/cmdline text, its cmdline.Options) parsed by breaks() before the
+                                    # cmdline stage
         self.handoff_step = 0       # handoff: irreversible steps done (resume() continues after them)
         self.wait_started = None    # uptime_ms when the devices stage began waiting (the medium stage goes on
                                     # with the rest of the same deadline instead of a second full one)
@@ -73,13 +75,19 @@ class Context:
     def breaks(self):
         if self.opts is not None:
             return self.opts.break_at
-        # Before the cmdline stage has run (rd.break=cmdline, rd.break=early): a quick look at /proc/cmdline.
+        # Before the cmdline stage has run (rd.break=cmdline, rd.break=early): a quick look at /proc/cmdline. The
+        # parse is kept for the cmdline stage, which then does not parse the same line a second time.
         try:
             from . import cmdline
 
-            return cmdline.parse(fsutil.read_text("/proc/cmdline"), self.config["cmdline"]).break_at
+            text = fsutil.read_text("/proc/cmdline")
+            if self._parsed is not None and self._parsed[0] == text:
+                return self._parsed[1].break_at  # after early, then before cmdline: one parse for both
+            opts = cmdline.parse(text, self.config["cmdline"])
         except Exception:  # noqa: BLE001 - the cmdline stage reports a bad line properly
             return []
+        self._parsed = (text, opts)
+        return opts.break_at
 
     def write_timeline(self):
         import json
@@ -155,10 +163,10 @@ def stage(ctx, name, fn):
 
 
 def _break_point(ctx, name):
+    if name == "early" and ctx.stage is None:
+        return  # before early there is no console (nor /proc) yet: stage() calls again once early is done
     if name in ctx._broken or name not in ctx.breaks():
         return
-    if name == "early" and ctx.stage is None:
-        return  # before early there is no console yet: stage() calls again once early is done
     ctx._broken.append(name)
     from . import rescue
 
@@ -189,8 +197,11 @@ def cmdline_stage(ctx):
         text = fsutil.read_text("/proc/cmdline")
     except OSError as e:
         raise BootError("cmdline", "cannot read /proc/cmdline: %s" % oserror_text(e))
+    parsed = ctx._parsed
+    ctx._parsed = None
     try:
-        opts = cmdline.parse(text, ctx.config["cmdline"])
+        # The break point before this stage parsed the same line already (Context.breaks()).
+        opts = parsed[1] if parsed is not None and parsed[0] == text else cmdline.parse(text, ctx.config["cmdline"])
     except ValueError as e:
         raise BootError("cmdline", str(e), param=getattr(e, "param", None), seen=["/proc/cmdline: " + text])
     ctx.opts = opts

@@ -74,6 +74,16 @@ def mount_dev(ctx, dev, target, flags, fstype=None):
         data = fsmods.retry_data(fstype)
         if data is None or not e.args or e.args[0] != sc.EINVAL:
             raise
+        # vfat's EINVAL is most often "IO charset %s not found" (fs/fat/inode.c): the charsets not loaded up
+        # front may hold the kernel's default one.
+        if fsmods.retry_charsets(ctx, fstype):
+            log.info("mount %s: EINVAL, trying again with more character sets loaded" % dev.path)
+            try:
+                sc.mount(dev.path, target, fstype, flags, None)
+                return
+            except OSError as e2:
+                if not e2.args or e2.args[0] != sc.EINVAL:
+                    raise
         log.info("mount %s: EINVAL, trying again with %s" % (dev.path, data))
         sc.mount(dev.path, target, fstype, flags, data)
 
@@ -179,14 +189,15 @@ def check_image(path):
     from . import probe
 
     try:
-        info = probe.probe(path)
+        t = probe.image_type(path)  # the two probers only: what the full probe would say for an image
+        if t in IMAGE_TYPES:
+            return t
+        info = probe.probe(path)    # not an image: the report says what it is instead
     except OSError as e:
         raise BootError("medium", "cannot read the image %s: %s" % (path, oserror_text(e)))
     t = info.get("TYPE") if info else None
-    if t not in IMAGE_TYPES:
-        raise BootError("medium", "%s is not a squashfs image or an EROFS image (probed TYPE=%s)"
-                        % (path, t or "nothing"), seen=["probe: %r" % (info,)])
-    return t
+    raise BootError("medium", "%s is not a squashfs image or an EROFS image (probed TYPE=%s)"
+                    % (path, "nothing" if not t or t in IMAGE_TYPES else t), seen=["probe: %r" % (info,)])
 
 
 def iso_files_seen(mountpoint, wanted, limit=24):
@@ -394,7 +405,10 @@ def run(ctx):
         ctx.image_size = dev.size
     else:
         ctx.image_size = os.stat(image)[6]
-    ctx.image_type = check_image(image)
+    if dev is not None and image == dev.path and fstype_of(dev) in IMAGE_TYPES:
+        ctx.image_type = fstype_of(dev)  # the whole device is the image: the devices stage probed it already
+    else:
+        ctx.image_type = check_image(image)
     note = ""
     if opts.checksum:
         if dev is not None and image == dev.path:

@@ -911,6 +911,28 @@ def probe(path_or_file, offset=0, size=None, sector=512, parts=None, windows=Non
             f.close()
 
 
+def image_type(path_or_file, windows=None):
+    """"squashfs" or "erofs" when a live image's superblock says so (the squashfs and EROFS probers alone), else
+    None (also when both match: probe() calls that ambivalent). probe() of the same file runs all sixteen probers
+    and reads the md and LUKS2 offsets too: four more cold reads through the medium's filesystem for signatures a
+    live image never holds. OSError (with the path) when it cannot be opened; windows as for probe()."""
+    f, mine = _open(path_or_file)
+    try:
+        d = _window(f, 0, None, 512, mine if windows is None else windows)
+        found = None
+        out = {}
+        if _squashfs(d, out):
+            found = out["TYPE"]
+        from .probe_more import erofs
+
+        if erofs(d, {}):
+            found = None if found else "erofs"
+        return found
+    finally:
+        if mine:
+            f.close()
+
+
 def partitions(path_or_file, offset=0, size=None, sector=512):
     """The partitions of a whole disk (or disk image) in table order, [] when it has no partition table."""
     f, mine = _open(path_or_file)

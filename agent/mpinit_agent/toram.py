@@ -82,12 +82,32 @@ def _open_direct(src):
     return sc.open(src, sc.O_RDONLY | sc.O_CLOEXEC), False
 
 
+def _map_file(src, size):
+    """Read the file's last byte through the page cache before the direct copy. On FAT the file's blocks are found
+    by walking its cluster chain in the FAT (fs/fat/cache.c fat_get_cluster(), one FAT entry at a time through the
+    buffer cache): walked once here, the FAT sectors are cached and every O_DIRECT read maps its blocks without a
+    synchronous FAT read in the middle of the copy. Measured under TCG on the bench's 256 MiB image on FAT32: 97-127
+    MB/s without this, 167-231 MB/s with it (3 boots each; an earlier full probe of the image read its tail and so did
+    this by accident).
+    ext4's extent tree and iso9660's single extent are cheap either way. Failure only costs the speed."""
+    if size <= 0:
+        return
+    try:
+        with open(src, "rb") as f:
+            f.seek(size - 1)
+            f.read(1)
+    except OSError:
+        pass
+
+
 def copy(src, dst, size, chunk=_CHUNK):
     """Copy size bytes from src to dst, printing progress: O_DIRECT reads into a page-aligned buffer
     (copy_direct) where the source's filesystem allows it, else the kernel's copy (copy_range). A direct read
     refused with EINVAL at the first call (an unaligned device) starts over with copy_range. Returns the bytes
     copied."""
     fin, direct = _open_direct(src)
+    if direct:
+        _map_file(src, size)
     try:
         fout = sc.open(dst, sc.O_WRONLY | sc.O_CREAT | sc.O_TRUNC | sc.O_CLOEXEC, 0o444)
         try:

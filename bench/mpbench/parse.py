@@ -47,6 +47,26 @@ _PARTITIONS = re.compile(r"^\s*(\w+): (\w+)")
 _SMP = re.compile(r"smp: Brought up \d+ nodes?, (\d+) CPUs?")
 
 
+# The guest kernel's TSC calibration (arch/x86/kernel/tsc.c, 6.1). Under QEMU TCG it goes one of two ways at
+# random per boot. Early, from setup_arch() (tsc_early_init() -> native_calibrate_cpu_early() ->
+# quick_pit_calibrate()): "Fast TSC calibration using PIT" on success; the printk clock then runs on the TSC from
+# the start. When that fails ("Fast TSC calibration failed", printed only if the PIT's first MSB was seen at
+# all), tsc_init() calibrates later, after console_init(), against the PIT and a reference timer
+# (pit_hpet_ptimer_calibrate_cpu()): "Unable to calibrate against PIT" + "using HPET reference calibration"
+# (or "PMTIMER"), or "PIT calibration matches HPET", "PIT calibration deviates from ...", "using PIT
+# calibration results". In that case the printk clock restarts near 0 when tsc-early registers, so the time
+# spent calibrating (~0.15-0.25 s under TCG) is missing from every later printk stamp and from /proc/uptime.
+# (needle, mode), the first needle found decides; "PIT" is the only mode whose clock counts from the start.
+_CALIBRATION = (
+    ("tsc: Fast TSC calibration using PIT", "PIT"),
+    ("tsc: using HPET reference calibration", "HPET"),
+    ("tsc: using PMTIMER reference calibration", "PM timer"),
+    ("tsc: PIT calibration matches", "PIT, late"),
+    ("tsc: PIT calibration deviates", "PIT, late"),
+    ("tsc: using PIT calibration results", "PIT, late"),
+)
+
+
 class ParseError(ValueError):
     """A figure is missing from a console log; the message names what was looked for."""
 
@@ -161,6 +181,29 @@ def cpus(output, what=None):
         if m:
             return int(m.group(1))
     raise ParseError("%s: no 'smp: Brought up ... CPU' line" % (what or "console"))
+
+
+def calibration(output, what=None):
+    """The guest kernel's TSC calibration mode of this boot (_CALIBRATION): "PIT" (the printk clock counts from
+    the start), "HPET", "PM timer" or "PIT, late" (calibrated after the console came up; the printk clock restarted
+    when tsc-early registered)."""
+    for _, text in stamped(output):
+        for needle, mode in _CALIBRATION:
+            if needle in text:
+                return mode
+    raise ParseError("%s: no 'tsc:' calibration line (Fast TSC calibration using PIT, using HPET reference "
+                     "calibration, ...)" % (what or "console"))
+
+
+def clock_restart(output):
+    """(printk time before, printk time after) of the first place where the printk clock went backwards (the
+    late TSC calibration's restart, see _CALIBRATION), None when it never did."""
+    prev = None
+    for t, _ in stamped(output):
+        if prev is not None and t < prev:
+            return prev, t
+        prev = t
+    return None
 
 
 def run_init_stamp(output, what=None):

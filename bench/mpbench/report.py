@@ -37,6 +37,7 @@ class Metric:
     floor_failures: list = field(default_factory=list)
     ours_label: str = "mpinit"
     peer_label: str = "busybox script"
+    joint: list = field(default_factory=list)           # metrics whose target must be met too (verdict())
 
     def summaries(self):
         return summarize(self.ours), summarize(self.peer)
@@ -49,7 +50,12 @@ class Metric:
         return ratio(summarize(self.ours), summarize(self.floor))
 
     def verdict(self):
-        """"yes" / "no" / "n/a" (a side or the target is missing)."""
+        """"yes" / "no" / "n/a" (a side or the target is missing). With `joint` metrics the target is judged on
+        all of them: "no" if any misses it, else "n/a" if any cannot be judged, else "yes"."""
+        got = [m._own_verdict() for m in [self] + list(self.joint)]
+        return "no" if "no" in got else ("n/a" if "n/a" in got else "yes")
+
+    def _own_verdict(self):
         t = self.target
         if t is None:
             return "n/a"
@@ -290,3 +296,31 @@ def scale_lines(rows, runs=None):
                   SCALE_PEER_AT, "%.2fx busybox" % f["peer_ratio"] if f["peer_ratio"] is not None else
                   "not measured (%d disks not in this run or a side failed)" % SCALE_PEER_AT, f["peer_met"])]
     return lines
+
+
+def calibration_lines(records):
+    """Markdown: the boots per side, CPU count and TSC calibration mode, with each group's medians of the guest's
+    and the host's clock. records: [{"side", "cpus", "mode", "uptime", "host", "run_init", "run_init_host"}]
+    (a figure None when that boot did not give it)."""
+    labels = {"ours": "mpinit", "peer": "busybox script", "floor": "C floor"}
+    groups = {}
+    for r in records:
+        groups.setdefault((r["cpus"], r["side"]), {}).setdefault(r["mode"], []).append(r)
+
+    def cell(rs, key):
+        s = summarize([r[key] for r in rs if r.get(key) is not None])
+        if s is None:
+            return "-"
+        return "%.3f s" % s.median if s.n == 1 else "%.3f s (%.3f - %.3f, n=%d)" % (s.median, s.min, s.max, s.n)
+
+    out = ["| side | -smp | boots per mode | mode | live root, uptime | live root, host clock | `Run /init`, printk "
+           "| `Run /init`, host clock |", "|---|---|---|---|---|---|---|---|"]
+    for cpus, side in sorted(groups, key=lambda k: (k[0], list(labels).index(k[1]) if k[1] in labels else 9)):
+        modes = groups[(cpus, side)]
+        count = ", ".join("%s %d" % (mode, len(modes[mode])) for mode in sorted(modes))
+        for mode in sorted(modes):
+            rs = modes[mode]
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s |" % (
+                labels.get(side, side), cpus, count, mode, cell(rs, "uptime"), cell(rs, "host"),
+                cell(rs, "run_init"), cell(rs, "run_init_host")))
+    return out

@@ -242,7 +242,7 @@ def pxe_argv(tftp, bootfile, port, uefi=False, nic="virtio", memory_mb=512, extr
 
 def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout_s=60, marker=DEFAULT_MARKER,
          input_lines=None, log_path=None, interactive=False, extra_args=(), stop_on=None, echo=True, argv=None,
-         settle_s=0.5, arch=None):
+         settle_s=0.5, arch=None, on_data=None):
     """Boot once and return a BootResult; ok is True iff a console line held `marker`.
 
     input_lines: a script of (wait_for_text, send_text) pairs, fed to the serial console in order: each send
@@ -251,7 +251,9 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
     keyboard goes to the guest (QEMU puts a tty stdin in raw mode; Ctrl-C still stops QEMU). stop_on: a text (e.g. a REPL prompt) after which QEMU is killed once
     the console has been quiet for a second and the input script is done, instead of waiting for the guest to
     power off or for the deadline. argv: a complete QEMU command line (e.g. from firmware_argv(), for media
-    booted by the firmware) used instead of one built from kernel/initrd/disks/cdrom/append.
+    booted by the firmware) used instead of one built from kernel/initrd/disks/cdrom/append. on_data: called
+    as on_data(time.monotonic(), bytes) with each piece of console output as it arrives (the benchmark's host-clock
+    figures, bench/mpbench/hostclock.py); it runs on the reader thread and must be quick.
     """
     argv = list(argv) if argv else qemu_argv(kernel, initrd, disks, cdrom, append, memory_mb, extra_args,
                                              arch=arch)
@@ -287,6 +289,8 @@ def boot(kernel, initrd, disks=(), cdrom=None, append="", memory_mb=512, timeout
             with lock:
                 chunks.append(data)
                 last_data[0] = time.monotonic()
+            if on_data is not None:
+                on_data(last_data[0], data)
             if log:
                 log.write(data)
                 log.flush()
