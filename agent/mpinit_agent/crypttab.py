@@ -13,6 +13,7 @@
 #
 # Malformed input raises CrypttabError (a ValueError) naming the line; nothing else is ever raised
 # (tests/test_crypttab.py fuzzes it).
+from . import fsutil
 
 
 class CrypttabError(ValueError):
@@ -46,31 +47,10 @@ UNSUPPORTED = ("plain", "tcrypt", "bitlk", "swap", "tmp")
 
 
 def _unescape(field, n):
-    if "\\" not in field:
-        return field
-    out = []
-    i = 0
-    while i < len(field):
-        c = field[i]
-        if c == "\\" and _octal(field[i + 1:i + 4]):
-            code = int(field[i + 1:i + 4], 8)
-            if code == 0 or code > 255:
-                raise CrypttabError("crypttab line %d: bad escape \\%s" % (n, field[i + 1:i + 4]))
-            out.append(chr(code))
-            i += 4
-            continue
-        out.append(c)
-        i += 1
-    return "".join(out)
+    def refuse(digits):
+        raise CrypttabError("crypttab line %d: bad escape \\%s" % (n, digits))
 
-
-def _octal(s):
-    if len(s) != 3:
-        return False
-    for c in s:
-        if c < "0" or c > "7":
-            return False
-    return True
+    return fsutil.unescape_octal(field, refuse)
 
 
 def parse(text):

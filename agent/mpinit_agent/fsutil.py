@@ -109,9 +109,11 @@ def listdir(path):
     return names
 
 
-def unescape_octal(field):
-    """A path field of /proc/self/mountinfo or fstab(5): space, tab, newline and backslash written as \\ooo octal
-    (the kernel's fs/proc_namespace.c mangle()). Anything that is not a backslash and three octal digits stays."""
+def unescape_octal(field, refuse=None):
+    """A path field of /proc/self/mountinfo, fstab(5) or crypttab(5): space, tab, newline and backslash written as
+    \\ooo octal (the kernel's fs/proc_namespace.c mangle()). Anything that is not a backslash and three octal digits
+    stays. refuse: called with the three digits of an escape that is no byte of a name (\\000, or above \\377);
+    it raises (crypttab refuses them), else such an escape becomes its code point."""
     if "\\" not in field:
         return field
     out = []
@@ -120,7 +122,10 @@ def unescape_octal(field):
     while i < n:
         c = field[i]
         if c == "\\" and i + 4 <= n and _is_octal(field[i + 1:i + 4]):
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+            code = int(field[i + 1:i + 4], 8)
+            if refuse is not None and (code == 0 or code > 255):
+                refuse(field[i + 1:i + 4])
+            out.append(chr(code))
             i += 4
             continue
         out.append(c)

@@ -407,6 +407,7 @@ class Modules:
         self.defer = True           # DEFERRED above; main.modules_stage sets it from config and rd.mpinit.defer=
         self.deferred = []          # names held back by the first pass
         self._deferred_alias = {}   # name -> the modalias that matched it (for _async_ok())
+        self._class_keys = None     # _alias_classes(): (alias words, loose keys) of the table
         self.kernel_said = {}       # module -> the kernel's last log lines from its failed finit_module(2)
         self.params = {}
         self._blocked = set()
@@ -676,17 +677,20 @@ class Modules:
         """The /sys/class names worth reading modaliases in (device_modaliases()): those some alias of the table
         can match, i.e. the first word of an alias key ("input" of "input:b0003..."), or a class name starting
         with a key that has no ':' and patterns with a glob after it (one like "inp*" could match "input:...")."""
-        words = set()
-        loose = []
-        for key in self._aliases:
-            i = key.find(":")
-            if i > 0:
-                words.add(key[:i])
-                continue
-            for pat, _ in self._aliases[key]:
-                if pat != key:
-                    loose.append(key)
-                    break
+        if self._class_keys is None:  # from the table, once: a scan without uevents runs pass after pass
+            words = set()
+            loose = []
+            for key in self._aliases:
+                i = key.find(":")
+                if i > 0:
+                    words.add(key[:i])
+                    continue
+                for pat, _ in self._aliases[key]:
+                    if pat != key:
+                        loose.append(key)
+                        break
+            self._class_keys = (words, loose)
+        words, loose = self._class_keys
         out = set()
         for c in fsutil.listdir(sysfs + "/class"):
             if c in words:

@@ -218,9 +218,7 @@ def modules_stage(ctx):
     from . import kmod
 
     opts = ctx.opts
-    m = ctx.modules
-    if m is None:
-        m = ctx.modules = kmod.Modules(timeline=ctx.timeline)  # one timeline entry per module load
+    m = kmod.of(ctx)  # ctx.modules, with one timeline entry per module load
     m.blacklist(list(ctx.config["blacklist"]) + list(opts.blacklist))
     # kmod DEFERRED: slow legacy controllers (IDE) wait until a device is waited for; rd.mpinit.defer=0 or config
     # "defer_slow": false loads them at once.

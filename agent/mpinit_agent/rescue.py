@@ -301,9 +301,7 @@ class Shell:
     def modprobe(self, name, params=""):
         from . import kmod
 
-        if self.ctx.modules is None:
-            self.ctx.modules = kmod.Modules()
-        m = self.ctx.modules
+        m = kmod.of(self.ctx)
         ok = m.load(name, params or None)
         print("%s: %s" % (name, "loaded" if ok else "failed"))
         return ok
