@@ -157,6 +157,10 @@ class StubSys:
             return 0
         return os.lseek(fd, offset, whence)
 
+    def readahead(self, fd, offset, length):
+        self._call("readahead", fd, offset, length)
+        os.fstat(fd)   # EBADF for a closed descriptor, as fadvise64 gives
+
     def write(self, fd, data):
         return os.write(fd, data)
 

@@ -43,6 +43,9 @@ class Recorder:
     def readlink(self, path):
         return os.readlink(path)
 
+    def readahead(self, fd, offset, length):
+        self.calls.append(("readahead", fd, offset, length))
+
     def uptime_ms(self):
         return self.now
 
@@ -131,7 +134,8 @@ def test_probe_results_are_cached_until_the_device_changes(rec, fs, monkeypatch)
 
     seen = []
     real = probe.probe
-    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(path) or real(path, *a, **k))
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(getattr(path, "name", path))
+                        or real(path, *a, **k))
 
     def scan_all():
         return [d.info for d in blockdev.scan()]   # every device's info read, as a failure report does
@@ -352,7 +356,9 @@ def _count_probes(monkeypatch):
 
     seen = {"probe": [], "partitions": []}
     real_probe, real_parts = probe.probe, probe.partitions
-    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen["probe"].append(path) or real_probe(path, *a, **k))
+    # A device read ahead (blockdev.read_ahead) is probed through the file opened for it: its name is the path.
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen["probe"].append(getattr(path, "name", path))
+                        or real_probe(path, *a, **k))
     monkeypatch.setattr(probe, "partitions",
                         lambda path, *a, **k: seen["partitions"].append(path) or real_parts(path, *a, **k))
     return seen
@@ -448,7 +454,8 @@ def _boot_counting(m, monkeypatch):
 
     seen = []
     real = probe.probe
-    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(path) or real(path, *a, **k))
+    monkeypatch.setattr(probe, "probe", lambda path, *a, **k: seen.append(getattr(path, "name", path))
+                        or real(path, *a, **k))
     blockdev.forget()
     r = m.boot()
     return r, [p for p in seen if isinstance(p, str) and p.startswith("/dev/")]
@@ -486,3 +493,66 @@ def test_make_links_after_the_link_directory_went_away(rec, fs):
     blockdev._linked.pop("/dev/disk/by-label/BOOT")
     assert blockdev.make_links(devs) == 1
     assert os.readlink("/dev/disk/by-label/BOOT") == "../../sda1"
+
+
+def test_a_search_queues_the_reads_of_the_devices_ahead_and_closes_what_it_opened(rec, fs):
+    many_disks(fs, 4)
+    devs = blockdev.scan()
+    from mpinit_agent import probe
+
+    assert blockdev.find("LABEL=DATA1", devs).name == "sdb2"
+    queued = [c for c in rec.calls if c[0] == "readahead"]
+    # Every device up to the match had its probe's first reads queued, the disks' whole probe.reads() each.
+    order = [d.name for d in devs]
+    upto = order[:order.index("sdb2") + 1]
+    fds = sorted(set(c[1] for c in queued))
+    assert len(fds) >= len(upto)
+    sda = devs[0]
+    assert [(c[2], c[3]) for c in queued[:len(probe.reads(sda.size))]] == list(probe.reads(sda.size))
+    # Nothing stays open after the search (the devices ahead of the match that no probe took included), and the
+    # devices read ahead but not probed are still unprobed.
+    assert blockdev._ahead == {}
+    for fd in fds:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    assert not devs[order.index("sdd2")].probed()
+
+
+def test_the_probe_of_a_device_read_ahead_is_the_same(rec, fs):
+    many_disks(fs, 2)
+    plain = [dict(d.info) for d in blockdev.scan()]
+    blockdev.forget()
+    devs = blockdev.scan()
+    for i in range(len(devs)):
+        blockdev.read_ahead(devs, i)
+        assert devs[i].info == plain[i]
+    blockdev.drop_ahead()
+
+
+def test_scan_takes_the_announced_uevent_fields_instead_of_reading_sysfs(rec, fs, monkeypatch):
+    mbr_disk(fs)
+    from mpinit_agent import fsutil
+
+    reads = []
+    real = fsutil.read_text
+    monkeypatch.setattr(fsutil, "read_text", lambda path, *a: reads.append(path) or real(path, *a))
+    announced = {"sda1": {"ACTION": "add", "MAJOR": "8", "MINOR": "1", "DEVNAME": "sda1", "DEVTYPE": "partition",
+                          "PARTN": "1"}}
+    devs = blockdev.scan(announced)
+    assert [(d.name, d.devno, d.is_partition, d.partn) for d in devs] == [("sda", (8, 0), False, None),
+                                                                         ("sda1", (8, 1), True, 1)]
+    assert "/sys/class/block/sda/uevent" in reads and "/sys/class/block/sda1/uevent" not in reads
+    # Sizes are read when asked: the scan read none, the probe of sda1 reads its own.
+    assert not [p for p in reads if p.endswith("/size")]
+    assert devs[1].size == 1 << 20 and reads[-1] == "/sys/class/block/sda1/size"
+
+
+def test_boot_reads_ahead_and_leaves_no_device_open(fake_machine):
+    m = fake_machine(cmdline="root=live:LABEL=MPLIVE quiet")
+    _jbod(m, 4, medium_at=3)
+    r = m.boot()
+    assert r.handed_off, r.console
+    queued = r.calls_to("readahead")
+    assert queued and all(off >= 0 and n > 0 for _fd, off, n in queued)
+    # Nothing the search opened reached the real init: every device fd was closed before the hand-off.
+    assert blockdev._ahead == {}

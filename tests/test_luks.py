@@ -202,10 +202,10 @@ def test_key_on_an_ntfs_stick_is_mounted_with_the_ntfs3_driver(fs):
     from agent_stub import StubSys
     from mpinit_agent import main
 
-    class Dev:
+    class Dev:   # a probed blockdev.Device
         name = "sdb1"
         path = "/dev/sdb1"
-        info = {"TYPE": "ntfs", "LABEL": "KEYS"}
+        info = _info = {"TYPE": "ntfs", "LABEL": "KEYS"}
 
     class NoModules:
         def available(self):

@@ -75,7 +75,9 @@ def blockdev(monkeypatch):
         return None
 
     mod.find = find
-    mod.scan = lambda: list(mod.devices)
+    mod.scan = lambda announced=None: list(mod.devices)
+    mod.read_ahead = lambda devices, i: None
+    mod.drop_ahead = lambda: None
     mod.ensure_node = lambda d: None
     mod.node_errors = []
     mod.make_links = lambda devices, only_probed=False: None
@@ -95,7 +97,7 @@ def ctx_for(line, devices):
 
 # ---- pure helpers
 
-def test_scan_order_removable_first_and_only_mountable():
+def test_scan_order_removable_first_and_only_mountable(blockdev):
     a = Dev("sda1", TYPE="ext4")
     b = Dev("sdb1", removable=True, TYPE="vfat")
     c = Dev("sda2", TYPE="swap")

@@ -138,6 +138,8 @@ BAD_INPUT = [
     ("L.copy_direct(0, 1, 10, 1000)", "ValueError"),
     ("L.copy_direct(0, 1, -1, 4096)", "ValueError"),
     ("L.strerror('x')", "TypeError"),
+    ("L.readahead(-1, 0, 4096)", ("OSError", E.EBADF)),
+    ("L.readahead(0, 0, 'x')", "TypeError"),
 ]
 
 
@@ -282,6 +284,21 @@ def test_open_write_read_copy_range(runtime_binary, files):
     assert out == ["b'\\x00\\x01\\x02\\x03'", "4", "%d b''" % (len(data) - 4), "50"]
     assert (files / "dst").read_bytes() == b"head" + data[4:]
     assert (files / "dst").stat().st_mode & 0o777 == 0o600
+
+
+def test_readahead_queues_a_range_of_an_open_file(runtime_binary, files):
+    (files / "src").write_bytes(b"x" * 65536)
+    out = run_ok(runtime_binary, """
+        import _linux as L
+        fd = L.open(%r, L.O_RDONLY)
+        print(L.readahead(fd, 0, 65536), L.readahead(fd, 1 << 40, 4096))   # past the end: nothing to do
+        try:
+            L.readahead(fd, 0, -1)
+        except OSError as e:
+            print(e.args[0] == L.EINVAL)
+        L.close(fd)
+        """ % str(files / "src"))
+    assert out == ["None None", "True"]
 
 
 def test_copy_direct_through_an_aligned_buffer_with_o_direct_where_the_filesystem_allows(runtime_binary, files):

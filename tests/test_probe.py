@@ -13,6 +13,7 @@ import struct
 import subprocess
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import require_tools
 from mpinit.cmd_probe import escape
@@ -470,3 +471,48 @@ def test_image_type_opens_a_path(tmp_path):
     with pytest.raises(OSError):
         probe.image_type(str(tmp_path / "missing"))
 
+
+
+def test_gpt_with_unused_entries_between_used_ones(tmp_path):
+    # The entry walk stops at the first unused entry only when every entry after it is unused (probe._gpt): a table
+    # with gaps (sgdisk -n 3 without a 2, and the last of 128 entries) still shows every partition.
+    require_tools("partx", "sgdisk")
+    path = sparse(tmp_path / "gaps.img", 16 << 20)
+    sh(tool("sgdisk"), "-o", "-n", "1:2048:+1M", "-c", "1:one", "-n", "3:0:+1M", "-c", "3:three",
+       "-n", "128:0:+1M", "-c", "128:last", path)
+    parts = _check_table(path)
+    assert [(p["PART_ENTRY_NUMBER"], p["PARTLABEL"]) for p in parts] == [(1, "one"), (3, "three"), (128, "last")]
+
+
+class _ZeroDevice:
+    """A blank device of `size` bytes that records where it is read."""
+
+    def __init__(self, size):
+        self.size = size
+        self.pos = 0
+        self.reads = []
+
+    def seek(self, pos, whence=0):
+        self.pos = pos if whence == 0 else self.size + pos if whence == 2 else self.pos + pos
+        return self.pos
+
+    def readinto(self, mv):
+        n = max(0, min(len(mv), self.size - self.pos))
+        if n:
+            self.reads.append((self.pos, n))
+            mv[:n] = bytes(n)
+        self.pos += n
+        return n
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.integers(0, 1 << 16).map(lambda n: n * 512), st.integers(0, 1 << 40)))
+def test_reads_hold_every_read_of_a_blank_device_probe(size):
+    # blockdev queues probe.reads() before a probe (read_ahead): on a blank device (what a search mostly meets) the
+    # probe reads nothing outside them, so nothing it reads waits for the disk alone.
+    dev = _ZeroDevice(size)
+    assert probe.probe(dev, windows=True) == {}
+    ranges = probe.reads(size)
+    assert ranges[0][0] == 0 and all(0 <= off and n > 0 and off + n <= size for off, n in ranges) or size == 0
+    for pos, n in dev.reads:
+        assert any(off <= pos and pos + n <= off + length for off, length in ranges), (pos, n, ranges)

@@ -76,3 +76,55 @@ def test_listener_on_the_fake_machine_sees_a_late_disk():
     assert ev["ACTION"] == "add" and ev["SUBSYSTEM"] == "block" and ev["DEVNAME"] == "vda"
     assert ev["DEVPATH"].endswith("/block/vda") and ev["DEVTYPE"] == "disk"
     assert seen["stream"] > 0
+
+
+def _block(action, path, **fields):
+    return uevent.parse(msg("%s@%s" % (action, path), "ACTION=" + action, "DEVPATH=" + path, "SUBSYSTEM=block",
+                            *["%s=%s" % kv for kv in fields.items()]))
+
+
+def test_listener_keeps_the_block_devices_announced_until_they_go():
+    ln = uevent.Listener()
+    disk = "/devices/pci0000:00/0000:00:05.0/virtio2/block/vda"
+    ln._block(_block("add", disk, MAJOR="254", MINOR="0", DEVNAME="vda", DEVTYPE="disk"))
+    ln._block(_block("add", disk + "/vda1", MAJOR="254", MINOR="1", DEVNAME="vda1", DEVTYPE="partition", PARTN="1"))
+    # A name with "/" in DEVNAME is keyed by its sysfs name, the DEVPATH's last part.
+    ln._block(_block("add", "/devices/x/block/cciss!c0d0", MAJOR="104", MINOR="0", DEVNAME="cciss/c0d0",
+                     DEVTYPE="disk"))
+    assert sorted(ln.blocks) == ["cciss!c0d0", "vda", "vda1"]
+    assert ln.blocks["vda1"]["PARTN"] == "1" and ln.blocks["vda"]["MINOR"] == "0"
+    ln._block(_block("remove", disk + "/vda1", MAJOR="254", MINOR="1", DEVNAME="vda1", DEVTYPE="partition"))
+    ln._block(_block("change", disk, MAJOR="254", MINOR="0", DEVNAME="vda", DEVTYPE="disk", DISK_MEDIA_CHANGE="1"))
+    assert sorted(ln.blocks) == ["cciss!c0d0"]     # gone, or changed: sysfs says what they are now
+    ln._block(_block("add", "/devices/x/block/sdz", DEVNAME="sdz", DEVTYPE="disk"))   # no MAJOR/MINOR: not kept
+    ln._block(_block("move", "/devices/y/block/sdy", DEVPATH_OLD="/devices/x/block/cciss!c0d0", MAJOR="104",
+                     MINOR="0", DEVNAME="sdy", DEVTYPE="disk"))
+    assert ln.blocks == {}
+
+
+def test_listener_on_the_fake_machine_keeps_the_disks_and_partitions_it_read():
+    from mpinit.testing.images import Partition
+    from mpinit.testing.machine import FakeMachine
+
+    m = FakeMachine()
+    m.add_module("virtio_blk")
+    m.add_disk("vda", [Partition(b"\0" * 4096)], driver="virtio_blk", appear_after_ms=30)
+    seen = {}
+
+    def entry():
+        ln = uevent.Listener()
+        ln.open()
+        m.kernel.loaded.append("virtio_blk")
+        m.kernel.load_times["virtio_blk"] = m.kernel.clock
+        t0 = sc.uptime_ms()
+        while len(ln.blocks) < 2 and sc.uptime_ms() - t0 < 1000:
+            ln.wait(100)
+            ln.read()
+        seen["blocks"] = dict(ln.blocks)
+        ln.close()
+
+    m.boot(entry=entry)
+    blocks = seen["blocks"]
+    assert sorted(blocks) == ["vda", "vda1"]
+    assert blocks["vda"]["DEVTYPE"] == "disk" and blocks["vda1"]["DEVTYPE"] == "partition"
+    assert blocks["vda1"]["PARTN"] == "1" and blocks["vda1"]["MAJOR"] == blocks["vda"]["MAJOR"]

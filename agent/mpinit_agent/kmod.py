@@ -623,6 +623,11 @@ class Modules:
                 self._scan(sys_devices)
         return self.loaded[start:]
 
+    def announced(self):
+        """Block devices announced by the uevents read so far: name -> the uevent's fields (uevent.Listener
+        blocks), so blockdev.scan() need not read their sysfs uevent files; {} without a listener."""
+        return self._events.blocks if self._events else {}
+
     def start(self, names):
         self._table()
         for name in names:

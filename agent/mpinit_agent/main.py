@@ -266,7 +266,9 @@ def scan_devices(ctx):
     that waits for a device (devices, medium, persistence, storage): new devices only cost anything."""
     from . import blockdev
 
-    devices = blockdev.scan()  # makes the nodes of new devices; why one could not be made is in node_errors
+    # Makes the nodes of new devices (why one could not be made is in node_errors); a device whose uevent the
+    # modules' listener has read is not read again from sysfs.
+    devices = blockdev.scan(ctx.modules.announced() if ctx.modules is not None else None)
     for name, e in blockdev.node_errors:
         log.warning("devices: node for %s: %s" % (name, oserror_text(e)))
     try:

@@ -37,16 +37,23 @@ def is_optical(dev):
 def scan_order(devices):
     """Devices to try when no medium was named: removable ones first, then in enumeration order; only those with a
     mountable filesystem or a squashfs."""
+    from . import blockdev
+
     first = []
     rest = []
-    for d in devices:
-        t = d.info.get("TYPE", "")
-        if t not in _MOUNTABLE and t not in IMAGE_TYPES:
-            continue
-        if d.removable:
-            first.append(d)
-        else:
-            rest.append(d)
+    try:
+        for i in range(len(devices)):
+            blockdev.read_ahead(devices, i)
+            d = devices[i]
+            t = d.info.get("TYPE", "")
+            if t not in _MOUNTABLE and t not in IMAGE_TYPES:
+                continue
+            if d.removable:
+                first.append(d)
+            else:
+                rest.append(d)
+    finally:
+        blockdev.drop_ahead()
     return first + rest
 
 

@@ -153,6 +153,18 @@ class _Dev:
         return _hmv[off:off + n]
 
 
+def _zero(m):
+    """True when the memoryview m holds only zero bytes (compared 4 KiB at a time in C)."""
+    n = len(m)
+    off = 0
+    while off < n:
+        k = n - off if n - off < 4096 else 4096
+        if m[off:off + k] != _zmv[:k]:
+            return False
+        off += k
+    return True
+
+
 def _size_of(f):
     try:
         end = f.seek(0, 2)
@@ -216,7 +228,7 @@ def _utf16(raw, big):
 
 
 def _hex(raw):
-    return "".join(["%02x" % b for b in raw])
+    return bytes(raw).hex()
 
 
 def _uuid(raw):
@@ -231,7 +243,7 @@ def _uuid(raw):
 def _guid(raw):
     """16 bytes of a GPT GUID (first three fields little-endian) -> lowercase text."""
     a, b, c = struct.unpack_from("<IHH", raw, 0)
-    h = _hex(bytes(raw[8:16]))
+    h = bytes(raw[8:16]).hex()
     return "%08x-%04x-%04x-%s-%s" % (a, b, c, h[0:4], h[4:16])
 
 
@@ -787,6 +799,7 @@ def _gpt(d, sector, size):
     parts = []
     start = entries_lba * sector
     arr = d.head(start, count * esize)   # the whole array at once when it is in the head window (the usual case)
+    tried = arr is None
     for i in range(count):
         if arr is not None:
             e = arr[i * esize:i * esize + 128]
@@ -795,6 +808,13 @@ def _gpt(d, sector, size):
             if e is None:
                 break
         if e[0:16] == _ZERO16:
+            if not tried:
+                # Tools fill the array from the start (sgdisk, parted, fdisk), so the first unused entry is usually
+                # followed by nothing but unused ones: one check of the rest (a few compares in C) saves walking
+                # the other ~124 entries in Python (1.5 ms a disk under TCG). Checked once: a sparse array walks.
+                tried = True
+                if _zero(arr[i * esize:]):
+                    break
             continue   # unused entry; the kernel still numbers partitions by entry index
         first, last = struct.unpack_from("<QQ", e, 32)
         p = {"PART_ENTRY_SCHEME": "gpt", "PART_ENTRY_NUMBER": i + 1, "PART_ENTRY_OFFSET": first,
@@ -909,6 +929,26 @@ def probe(path_or_file, offset=0, size=None, sector=512, parts=None, windows=Non
     finally:
         if mine:
             f.close()
+
+
+def reads(size):
+    """Where a probe of a device of size bytes reads first, as (offset, length) pairs: the head window, the LUKS2
+    secondary headers and md 0.90's superblock past it, the tail window. A blank device's probe reads these and
+    nothing else (a filesystem's probers may read more); blockdev queues them with readahead before the probe."""
+    if size <= _HEAD:
+        return ((0, size),)
+    out = [(0, _HEAD)]
+    for off in _LUKS2_SECONDARY:
+        if off >= _HEAD and off + 4096 <= size:
+            out.append((off, 4096))
+    md = (size & ~0xFFFF) - 0x10000      # probe_more.linux_raid: md 0.90's superblock (md_p.h MD_NEW_SIZE_SECTORS)
+    if md >= _HEAD:
+        out.append((md, 4096))
+    tail = size - _TAIL
+    if tail < _HEAD:
+        tail = _HEAD
+    out.append((tail, size - tail))
+    return out
 
 
 def image_type(path_or_file, windows=None):

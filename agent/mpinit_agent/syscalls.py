@@ -26,6 +26,8 @@
 #   open(path, flags, mode=0o644) -> fd / close(fd) / dup2(old, new) / read(fd, n) -> bytes / write(fd, data) -> n
 #   lseek(fd, offset, whence) -> new offset             lseek(2), whence SEEK_SET/SEEK_CUR/SEEK_END (on /dev/kmsg
 #                                                        SEEK_END = after the last record: kernlog.py)
+#   readahead(fd, offset, length)                        posix_fadvise(2) POSIX_FADV_WILLNEED: queue the reads of
+#                                                        that range into the page cache, return without waiting
 #   ioctl(fd, request, arg=0) -> int                     arg: int, or a bytearray passed by pointer (in/out)
 #   setsid() / set_ctty(fd)                              setsid(2) / ioctl(fd, TIOCSCTTY, 1)
 #   spawn(argv, env=None, stdin_data=None) -> pid        fork + execve(argv[0]); child exits 127 if exec fails;
@@ -88,7 +90,7 @@ NAMES = (
     "sync", "statfs", "sysinfo", "uname", "copy_range", "strerror", "uptime_ms", "sleep_ms", "readline",
     "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_hwaddr",
     "if_flags", "if_set_flags", "if_set_addr", "route_add", "lseek", "bind_netlink",
-    "copy_direct",
+    "copy_direct", "readahead",
 )
 
 

@@ -10,6 +10,9 @@
 #   l.read() -> [event dict]          every event queued now, without blocking; l.overflow is set (and stays set
 #                                     until the caller clears it) when the kernel dropped events (ENOBUFS: the
 #                                     socket's receive buffer was full), so the caller rescans sysfs
+#   l.blocks                          block device name -> the fields of its last "add" uevent read so far (what
+#                                     its sysfs uevent file holds: MAJOR, MINOR, DEVNAME, DEVTYPE, PARTN); a name
+#                                     leaves on any other action, and all leave when events were lost (overflow)
 #   l.close()
 #   parse(data) -> dict or None       one message: {"ACTION": ..., "DEVPATH": ..., "SUBSYSTEM": ..., ...}
 #
@@ -56,6 +59,7 @@ class Listener:
         self.fd = None
         self.overflow = False
         self._buf = None
+        self.blocks = {}
 
     def open(self):
         if self.fd is not None:
@@ -72,6 +76,19 @@ class Listener:
         self.fd = fd
         self._buf = bytearray(_BUF_SIZE)
         return True
+
+    def _block(self, ev):
+        # The kernel's name of the device (/sys/class/block/<name>) is its DEVPATH's last part (DEVNAME may hold a
+        # "/": cciss/c0d0 is cciss!c0d0 in sysfs).
+        path = ev["DEVPATH"]
+        name = path[path.rfind("/") + 1:]
+        if ev["ACTION"] == "add" and "MAJOR" in ev and "MINOR" in ev and "DEVTYPE" in ev:
+            self.blocks[name] = ev
+        else:
+            self.blocks.pop(name, None)   # removed, renamed (move) or changed: sysfs says what it is now
+            old = ev.get("DEVPATH_OLD")
+            if old:
+                self.blocks.pop(old[old.rfind("/") + 1:], None)
 
     def close(self):
         if self.fd is not None:
@@ -104,10 +121,13 @@ class Listener:
                 err = e.args[0] if e.args else 0
                 if err == _ENOBUFS:
                     self.overflow = True  # events were lost; the next ones are still readable
+                    self.blocks.clear()   # a remove may be among them: sysfs says what is there
                     continue
                 if err == _EAGAIN:
                     return out
                 return out
             ev = parse(memoryview(buf)[:n])
             if ev is not None:
+                if ev.get("SUBSYSTEM") == "block":
+                    self._block(ev)
                 out.append(ev)

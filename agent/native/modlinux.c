@@ -404,6 +404,20 @@ static mp_obj_t linux_lseek(mp_obj_t fd_in, mp_obj_t offset_in, mp_obj_t whence_
 }
 static MP_DEFINE_CONST_FUN_OBJ_3(linux_lseek_obj, linux_lseek);
 
+// readahead(fd, offset, length): posix_fadvise(POSIX_FADV_WILLNEED), which queues the reads of that range into the
+// page cache and returns without waiting for them (mm/fadvise.c generic_fadvise -> force_page_cache_readahead).
+// The pages stay cached only while some fd of the device is open: the last close of a block device drops its
+// page cache (block/bdev.c blkdev_put -> blkdev_flush_mapping -> kill_bdev).
+static mp_obj_t linux_readahead(mp_obj_t fd_in, mp_obj_t offset_in, mp_obj_t length_in) {
+    int err = posix_fadvise(mp_obj_get_int(fd_in), (off_t)mp_obj_get_int(offset_in),
+        (off_t)mp_obj_get_int(length_in), POSIX_FADV_WILLNEED);
+    if (err != 0) {
+        mp_raise_OSError(err);   // posix_fadvise returns the error number; errno is not set
+    }
+    return mp_const_none;
+}
+static MP_DEFINE_CONST_FUN_OBJ_3(linux_readahead_obj, linux_readahead);
+
 // ioctl(fd, request, arg=0) -> int. arg is an int passed by value, or a mutable buffer (bytearray, memoryview of
 // one) passed by pointer for the kernel to read and fill. Immutable bytes are refused (TypeError): the kernel
 // may write into the buffer.
@@ -901,6 +915,7 @@ static const mp_rom_map_elem_t linux_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_read), MP_ROM_PTR(&linux_read_obj) },
     { MP_ROM_QSTR(MP_QSTR_write), MP_ROM_PTR(&linux_write_obj) },
     { MP_ROM_QSTR(MP_QSTR_lseek), MP_ROM_PTR(&linux_lseek_obj) },
+    { MP_ROM_QSTR(MP_QSTR_readahead), MP_ROM_PTR(&linux_readahead_obj) },
     { MP_ROM_QSTR(MP_QSTR_ioctl), MP_ROM_PTR(&linux_ioctl_obj) },
     { MP_ROM_QSTR(MP_QSTR_copy_range), MP_ROM_PTR(&linux_copy_range_obj) },
     { MP_ROM_QSTR(MP_QSTR_copy_direct), MP_ROM_PTR(&linux_copy_direct_obj) },

@@ -405,9 +405,11 @@ class FakeKernel:
                                          disk=dev, partno=i + 1, ro=disk.ro, partlabel=label, start=start)
             added.append(self.devices[pname])
         for d in added:  # block/genhd.c device_add_disk(): the disk's "add" uevent, then its partitions'
-            self.net.uevent("add", "/" + d.sysdir, (("SUBSYSTEM", "block"), ("MAJOR", str(d.major)),
-                                                    ("MINOR", str(d.minor)), ("DEVNAME", d.name),
-                                                    ("DEVTYPE", "partition" if d.disk else "disk")))
+            env = (("SUBSYSTEM", "block"), ("MAJOR", str(d.major)), ("MINOR", str(d.minor)), ("DEVNAME", d.name),
+                   ("DEVTYPE", "partition" if d.disk else "disk"))
+            if d.disk:
+                env += (("PARTN", str(d.partno)),)   # block/partitions/core.c part_uevent()
+            self.net.uevent("add", "/" + d.sysdir, env)
 
     def _sys_entries(self):
         e = {}
@@ -1159,6 +1161,13 @@ class FakeKernel:
         if self.klog.owns(fd):
             return self.klog.lseek(fd, offset, whence)
         return self.fos.lseek(fd, offset, whence)
+
+    def readahead(self, fd, offset, length):
+        """posix_fadvise(POSIX_FADV_WILLNEED): only a hint (a test sees it in result.calls); what the kernel checks
+        is checked: an open fd (EBADF), a non-negative range (EINVAL)."""
+        self.fos.fstat(fd)   # EBADF for a closed descriptor, as fadvise64 gives
+        if offset < 0 or length < 0:
+            raise _err(errno.EINVAL)
 
     def close(self, fd):
         self.open_fds.pop(fd, None)
