@@ -83,19 +83,9 @@ def config_text(medium) -> str:
 
 
 def build_tree(binary: Path, closure, conf: str, mtime=0) -> Tree:
-    tree = Tree(mtime=mtime)
-    for d in DIRS:
-        tree.add_dir(d, source="cinit")
-    # <linux/major.h>: TTYAUX_MAJOR 5 minor 1 is /dev/console, MEM_MAJOR 1 minor 3 is /dev/null.
-    tree.add_node("dev/console", "c", 5, 1, 0o600, source="cinit")
-    tree.add_node("dev/null", "c", 1, 3, 0o666, source="cinit")
+    tree = peer.base_tree(DIRS, closure, "cinit", mtime)   # as in the peer's image
     tree.add_file("init", Path(binary).read_bytes(), 0o755, source=str(binary))
     tree.add_file("etc/cinit.conf", conf.encode(), 0o644, source="cinit")
-    order = peer.module_order(closure) if closure is not None else []
-    tree.add_file("etc/modules.order", "".join(p + "\n" for p in order).encode(), 0o644, source="cinit")
-    if closure is not None:
-        for dest, data in closure.files:
-            tree.add_file(dest, data, 0o644, source="kernel modules")
     return tree
 
 

@@ -92,22 +92,29 @@ def commands(script: str) -> set:
     return {w for w in found if w and not w.startswith(("$", '"', "'", "/", "-"))}
 
 
-def build_tree(busybox: Path, closure, script: str | None = None, mtime=0) -> Tree:
+def base_tree(dirs, closure, source, mtime=0) -> Tree:
+    """What the peer's and the C floor's images share: their directories, the two device nodes, the module list in
+    dependency order (etc/modules.order) and the modules themselves."""
     tree = Tree(mtime=mtime)
-    for d in DIRS:
-        tree.add_dir(d, source="peer")
+    for d in dirs:
+        tree.add_dir(d, source=source)
     # <linux/major.h>: TTYAUX_MAJOR 5 minor 1 is /dev/console, MEM_MAJOR 1 minor 3 is /dev/null.
-    tree.add_node("dev/console", "c", 5, 1, 0o600, source="peer")
-    tree.add_node("dev/null", "c", 1, 3, 0o666, source="peer")
+    tree.add_node("dev/console", "c", 5, 1, 0o600, source=source)
+    tree.add_node("dev/null", "c", 1, 3, 0o666, source=source)
+    order = module_order(closure) if closure is not None else []
+    tree.add_file("etc/modules.order", "".join(p + "\n" for p in order).encode(), 0o644, source=source)
+    if closure is not None:
+        for dest, data in closure.files:
+            tree.add_file(dest, data, 0o644, source="kernel modules")
+    return tree
+
+
+def build_tree(busybox: Path, closure, script: str | None = None, mtime=0) -> Tree:
+    tree = base_tree(DIRS, closure, "peer", mtime)
     tree.add_file("bin/busybox", Path(busybox).read_bytes(), 0o755, source=str(busybox))
     for applet in APPLETS:
         tree.add_symlink("bin/" + applet, "busybox", source="peer")
     tree.add_file("init", (script if script is not None else init_script()).encode(), 0o755, source=str(INIT_SH))
-    order = module_order(closure) if closure is not None else []
-    tree.add_file("etc/modules.order", "".join(p + "\n" for p in order).encode(), 0o644, source="peer")
-    if closure is not None:
-        for dest, data in closure.files:
-            tree.add_file(dest, data, 0o644, source="kernel modules")
     return tree
 
 
