@@ -14,7 +14,7 @@ Figures, all read from the serial console with printk timestamps (bench/mpbench/
   ..., host clock           host wall time, first kernel console line -> marker line (bench/mpbench/hostclock.py:
                             the guest's clock misses its TSC calibration in some boots; parse.calibration())
   time in /init             kernel "Run /init" line -> the init's hand-off line
-  PID 1 peak memory         VmHWM before the hand-off (ours: a benchmark hook, bench/hooks/; peer: grep)
+  PID 1 peak memory         VmHWM before the hand-off (ours: the agent's hand-off line; peer: grep)
   toram throughput          a medium with a --toram-mb image: our progress line vs the peer's timed `cp`
   initramfs size            runtime+agent alone; with the modules; vs the peer with the same modules
   pack time (host)          `mpinit pack` (CLI, wall clock) vs `find | cpio -o -H newc | gzip -9` of the same tree
@@ -45,7 +45,6 @@ from mpbench import medium as toram_medium  # noqa: E402
 from mpbench import cinit, guest, hostclock, netfetch, parse, peer, report, scale  # noqa: E402
 from mpbench.report import Metric, Target  # noqa: E402
 
-HOOK = HERE / "hooks" / "90-bench-vmhwm.py"
 MARKER = "MPINIT-LIVE-OK"
 CMDLINE = guest.CMDLINE  # bench/mpbench/guest.py says why each parameter
 
@@ -141,7 +140,8 @@ def say(msg):
 # --- images ------------------------------------------------------------------------------------------------
 
 def build_images(args, kernel, work, metrics, failures):
-    """Our images (alone, with modules, booted = with modules + the VmHWM hook) and the peer's; size figures.
+    """Our images (alone, with modules, booted = with modules, and the preload config if asked for) and the peer's;
+    size figures.
     Returns {"ours": path or None, "peer": path or None, "closure": ..., "ours_mods": path}."""
     from mpinit import atomic, compress, kmod
     from mpinit.initramfs import PackError, PackOptions, build, expand_modules
@@ -180,16 +180,16 @@ def build_images(args, kernel, work, metrics, failures):
 
             config = work / "ours-preload-config.json"
             config.write_text(json.dumps({"modules": preload}))
-        booted = build(PackOptions(init=init, module_dir=kernel.modules_dir, compression=method, hooks=[HOOK],
+        booted = build(PackOptions(init=init, module_dir=kernel.modules_dir, compression=method,
                                    modules=(["generic-live"] + preload) if preload else None,
                                    config_file=config))
         out["ours"] = work / "ours.img"
         atomic.write_bytes(out["ours"], booted.image)
         if preload:
-            plain = build(PackOptions(init=init, module_dir=kernel.modules_dir, compression=method, hooks=[HOOK]))
+            plain = build(PackOptions(init=init, module_dir=kernel.modules_dir, compression=method))
             out["ours_default"] = work / "ours-default.img"
             atomic.write_bytes(out["ours_default"], plain.image)
-        say("ours: alone %d B, with modules %d B, booted (with the VmHWM hook) %d B"
+        say("ours: alone %d B, with modules %d B, booted %d B"
             % (len(alone.image), len(mods.image), len(booted.image)))
     except (PackError, OSError) as e:
         msg = "mpinit pack failed: %s" % e
@@ -454,9 +454,9 @@ def run_boots(args, kernel, images, work, metrics, failures, toram, stages=None,
                            "mounts the medium by its device path: no search, no interpreter.")
         mem = Metric("vmhwm", "PID 1 peak memory (VmHWM) before the hand-off", "kB",
                      target=Target("abs", 2048, "mpinit <= 2 MB (2048 kB)"),
-                     note="/proc/<pid 1>/status VmHWM. Ours: logged by a benchmark hook at before_handoff "
-                          "(the agent does not log it; loading the hook adds to it). Busybox: the ash process "
-                          "only; its children (insmod, mount, cp) are separate processes, not counted.")
+                     note="/proc/<pid 1>/status VmHWM. Ours: the agent's hand-off line (handoff.py reads "
+                          "/proc/self/status just before it; no benchmark code in the image). Busybox: the ash "
+                          "process only; its children (insmod, mount, cp) are separate processes, not counted.")
         new = [live, host, init, mem]
     metrics += new
     if runs == 0:
@@ -590,7 +590,7 @@ def unpack_boots(args, kernel, images, work, failures):
                                                  if s.n > 1 else "%.3f s" % s.median)
         return text + (", %d failed" % n_failed if n_failed else "")
 
-    lines = ["Our image with the generic-live modules (no benchmark hook), compressed each way, booted in the "
+    lines = ["Our image with the generic-live modules, compressed each way, booted in the "
              "plain configuration (-smp 1): the kernel unpacks the initramfs before it runs /init "
              "(init/initramfs.c), so the printk time of `Run /init` carries the decompressor's cost; the rest of "
              "the boot is the same image's.", "",
@@ -831,7 +831,7 @@ def main(argv=None):
         + ([("Without the workaround", default_check)] if default_check else []),
         "method": [
             "- Both images: the same kernel, the same module closure (generic-live), the same compression; "
-            "ours from `mpinit pack` (+ bench/hooks/90-bench-vmhwm.py for the memory figure), the peer from "
+            "ours from `mpinit pack` (nothing added for the benchmark), the peer from "
             "bench/peer/init.sh + static busybox (bench/mpbench/peer.py); the C floor from bench/cinit/cinit.c "
             "(static musl, bench/mpbench/cinit.py) with the same modules and /etc/modules.order as the peer and the "
             "medium's device path, filesystem type and image path written into its image (no search); it has no "
@@ -862,8 +862,8 @@ def main(argv=None):
             "- **Workaround in this run**: our booted image also ships and preloads `%s` (config \"modules\", "
             "`--ours-preload`), because the agent at this commit does not load a filesystem's module before "
             "mounting it (its vfat mount fails with ENODEV) and Debian's vfat default iocharset (ascii) needs "
-            "nls_ascii, which generic-live lacks. The size figures are of the default images (no preload, no "
-            "hook)." % args.ours_preload] if args.ours_preload else []),
+            "nls_ascii, which generic-live lacks. The size figures are of the default images (no "
+            "preload)." % args.ours_preload] if args.ours_preload else []),
         "machine": ([("mpinit measured", source_info(args.runtime or _default_runtime()))]
                     + (machine_info(args, kernel, loads) if kernel is not None else [])),
     }

@@ -226,3 +226,24 @@ def test_resume_after_a_late_failure_continues_with_the_failed_step(fs):
     later = [c[1][:2] for c in s.calls if c[0] == "mount"][moves_before:]
     assert later == [(".", "/")]  # /dev /proc /sys /run are not moved twice
     assert ctx.handoff_step == 5
+
+
+@pytest.mark.parametrize("status,want", [
+    ("Name:\tinit\nVmPeak:\t    2048 kB\nVmHWM:\t    1004 kB\nVmRSS:\t     980 kB\n", 1004),
+    ("Name:\tinit\nVmRSS:\t     980 kB\n", None),       # a kernel without the line
+    ("VmHWM:\tbroken\n", None),
+    ("", None),
+])
+def test_peak_memory_is_vmhwm_of_proc_self_status(status, want):
+    assert handoff.peak_memory_kb(status) == want
+
+
+def test_the_hand_off_line_names_pid_1s_peak_memory(fs, monkeypatch):
+    make_root(fs)
+    fs.create_file("/proc/self/status", contents="VmHWM:\t    1004 kB\n")
+    lines = []
+    monkeypatch.setattr(handoff.log, "notice", lines.append)
+    with StubSys(fs):
+        with pytest.raises(Exec):
+            handoff.run(ctx_for("root=/dev/sda1"))
+    assert "handoff: switching to %s, exec /sbin/init (VmHWM: 1004 kB)" % R in lines

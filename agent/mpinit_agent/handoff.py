@@ -173,6 +173,19 @@ def _entries(path):
         return []
 
 
+def peak_memory_kb(status=None):
+    """PID 1's peak resident set size in kB: VmHWM of /proc/self/status (proc(5); status: its text, read when
+    None), or None. The hand-off line shows it (what the initramfs needed of the machine's RAM)."""
+    if status is None:
+        status = fsutil.read_text("/proc/self/status", "")
+    for line in status.split("\n"):
+        if line.startswith("VmHWM:"):
+            words = line[6:].split()
+            if words and words[0].isdigit():
+                return int(words[0])
+    return None
+
+
 def is_initramfs(statfs_type):
     return statfs_type == sc.RAMFS_MAGIC or statfs_type == sc.TMPFS_MAGIC
 
@@ -191,7 +204,9 @@ def run(ctx):
     # ---- irreversible from here on. Each step is recorded in ctx.handoff_step, so that resume() after a failure
     # continues with the step that failed instead of redoing (and failing on) the ones already done.
     if step < 1:
-        log.notice("handoff: switching to %s, exec %s" % (root, " ".join(argv)))
+        peak = peak_memory_kb()
+        log.notice("handoff: switching to %s, exec %s%s" % (root, " ".join(argv),
+                                                            " (VmHWM: %d kB)" % peak if peak else ""))
         from . import early
 
         early.set_devkmsg("ratelimit")  # the kernel's default, for the real system (early set "on")

@@ -6,8 +6,8 @@ log the lines read here through /dev/kmsg, so they are on the same clock as the 
 "Run /init as init process" (init/main.c run_init_process()).
 
 Lines read:
-  ours   "mpinit: handoff: switching to ..."       (agent/mpinit_agent/handoff.py, logged before moving mounts)
-         "mpinit: bench: VmHWM: <n> kB"            (bench/hooks/90-bench-vmhwm.py at before_handoff)
+  ours   "mpinit: handoff: switching to ... (VmHWM: <n> kB)"   (agent/mpinit_agent/handoff.py, logged before moving
+                                                  mounts; PID 1's peak memory read from /proc/self/status just before)
          "mpinit: toram: 100% a/b MiB x.y MB/s done" (agent/mpinit_agent/toram.py progress_line(), on stdout)
   peer   "bbinit: switch_root", "bbinit: VmHWM: <n> kB",
          "bbinit: toram: copied <bytes> bytes in <t0> .. <t1> s"   (bench/peer/init.sh)
@@ -21,7 +21,7 @@ import re
 RUN_INIT = "Run /init as init process"
 OURS_HANDOFF = "mpinit: handoff: switching to"
 PEER_HANDOFF = "bbinit: switch_root"
-OURS_VMHWM = "mpinit: bench: VmHWM:"
+OURS_VMHWM = OURS_HANDOFF   # the hand-off line carries "(VmHWM: <n> kB)"
 PEER_VMHWM = "bbinit: VmHWM:"
 FLOOR_HANDOFF = "cinit: switch_root"   # bench/cinit/cinit.c, the C floor
 FLOOR_VMHWM = "cinit: VmHWM:"
@@ -117,14 +117,14 @@ def marker_uptime(output, what=None):
 
 
 def vmhwm_kb(output, prefix, what=None):
-    """The kB value of the first `<prefix> <n> kB` line (PID 1's VmHWM)."""
+    """PID 1's VmHWM: the kB value of "VmHWM: <n> kB" in the first line holding prefix."""
     for line in output.split("\n"):
         i = line.find(prefix)
         if i >= 0:
             m = _VMHWM.search(line, i)
             if m:
                 return int(m.group(1))
-    raise ParseError("%s: no %r line" % (what or "console", prefix + " <n> kB"))
+    raise ParseError("%s: no %r line with 'VmHWM: <n> kB'" % (what or "console", prefix))
 
 
 def progress_mbps(output, what_line, what=None):
