@@ -639,7 +639,7 @@ def test_size_arithmetic_of_the_04x_target():
 def test_options_of_the_scale_smp2_and_unpack_parts(capsys):
     run = _run_module()
     a = run.parse_args([])
-    assert (a.scales, a.scale_runs, a.smp2_runs, a.unpack_runs) == ([1, 8, 32], 2, 5, 2)
+    assert (a.scales, a.scale_runs, a.smp2_runs, a.unpack_runs) == ([1, 8, 32], 3, 5, 2)
     q = run.parse_args(["--quick"])
     assert (q.scales, q.scale_runs, q.smp2_runs, q.unpack_runs) == ([1, 8], 1, 1, 1)
     assert run.parse_args(["--runs", "3", "--smp2-runs", "0"]).smp2_runs == 0
