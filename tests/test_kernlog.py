@@ -17,6 +17,20 @@ except ImportError:  # pragma: no cover - CI installs hypothesis
 BAD_GEOMETRY = ("EXT4-fs (vda): bad geometry: block count 262144 exceeds size of device (65536 blocks)")
 
 
+@pytest.fixture
+def kmsg_kernel(fake_machine):
+    """A started fake machine's kernel with /dev/kmsg as devtmpfs has it (the early stage is not run here); kernlog's
+    readers closed and the machine stopped afterwards."""
+    m = fake_machine()
+    k = m.start()
+    try:
+        k._chardev("/dev/kmsg", 1, 11)
+        yield k
+    finally:
+        kernlog.close()
+        m.stop()
+
+
 def test_parse_a_record_and_its_dictionary():
     rec = b"3,812,1234567,-;EXT4-fs (vda): bad geometry\n SUBSYSTEM=block\n DEVICE=b254:0\n"
     assert kernlog.parse(rec) == (3, 1234567, "EXT4-fs (vda): bad geometry")
@@ -51,31 +65,25 @@ def test_report_shows_the_kernel_lines_under_seen():
     assert bare.lines()[1] == "  seen:"
 
 
-def test_since_leaves_out_our_lines_and_caps(fake_machine):
-    m = fake_machine()
-    k = m.start()
-    try:
-        k._chardev("/dev/kmsg", 1, 11)  # as devtmpfs has it (the early stage is not run here)
-        k.klog.log("before the mark")
-        assert kernlog.mark()
-        with open("/dev/kmsg", "w") as f:  # the agent's own line, as log.py writes it
-            f.write("<6>mpinit: root: start\n")
-            f.flush()
-        for i in range(30):
-            k.klog.log("line %d" % i)
-        lines, omitted = kernlog.since()
-        assert [s.split("] ", 1)[1] for s in lines] == ["line %d" % i for i in range(18, 30)]
-        assert omitted == 18
-        assert kernlog.since() == ([], 0)           # read to the end: the mark moved
-        k.klog.log("y" * 400)
-        for i in range(12):
-            k.klog.log("z" * 190)
-        lines, omitted = kernlog.since(max_bytes=1000)
-        assert sum(len(s) + 1 for s in lines) <= 1000 and omitted == 13 - len(lines)
-        assert all(len(s) <= len("[    0.000000] ") + kernlog.MAX_LINE for s in lines)
-    finally:
-        kernlog.close()
-        m.stop()
+def test_since_leaves_out_our_lines_and_caps(kmsg_kernel):
+    k = kmsg_kernel
+    k.klog.log("before the mark")
+    assert kernlog.mark()
+    with open("/dev/kmsg", "w") as f:  # the agent's own line, as log.py writes it
+        f.write("<6>mpinit: root: start\n")
+        f.flush()
+    for i in range(30):
+        k.klog.log("line %d" % i)
+    lines, omitted = kernlog.since()
+    assert [s.split("] ", 1)[1] for s in lines] == ["line %d" % i for i in range(18, 30)]
+    assert omitted == 18
+    assert kernlog.since() == ([], 0)           # read to the end: the mark moved
+    k.klog.log("y" * 400)
+    for i in range(12):
+        k.klog.log("z" * 190)
+    lines, omitted = kernlog.since(max_bytes=1000)
+    assert sum(len(s) + 1 for s in lines) <= 1000 and omitted == 13 - len(lines)
+    assert all(len(s) <= len("[    0.000000] ") + kernlog.MAX_LINE for s in lines)
 
 
 def test_no_kmsg_means_no_lines(fake_machine):
@@ -139,32 +147,27 @@ def test_kernel_lines_from_an_earlier_stage_are_left_out(fake_machine):
     assert "devices-stage-chatter" not in report
 
 
-def test_fake_kmsg_reader_is_one_record_per_read(fake_machine):
+def test_fake_kmsg_reader_is_one_record_per_read(kmsg_kernel):
     from mpinit_agent import syscalls as sc
 
-    m = fake_machine()
-    k = m.start()
-    try:
-        k._chardev("/dev/kmsg", 1, 11)
-        k.klog.log("first")
-        fd = sc.open("/dev/kmsg", sc.O_RDONLY | sc.O_NONBLOCK)
-        rec = sc.read(fd, 8192)
-        assert rec.startswith(b"3,") and rec.endswith(b";first\n")
-        with pytest.raises(OSError) as e:
-            sc.read(fd, 8192)
-        assert e.value.errno == errno.EAGAIN
-        k.klog.log("second")
-        with pytest.raises(OSError) as e:
-            sc.read(fd, 4)
-        assert e.value.errno == errno.EINVAL          # too small for the record
-        assert sc.lseek(fd, 0, sc.SEEK_SET) == 0
-        assert sc.read(fd, 8192).endswith(b";first\n")
-        sc.lseek(fd, 0, sc.SEEK_END)
-        with pytest.raises(OSError):
-            sc.read(fd, 8192)
-        sc.close(fd)
-    finally:
-        m.stop()
+    k = kmsg_kernel
+    k.klog.log("first")
+    fd = sc.open("/dev/kmsg", sc.O_RDONLY | sc.O_NONBLOCK)
+    rec = sc.read(fd, 8192)
+    assert rec.startswith(b"3,") and rec.endswith(b";first\n")
+    with pytest.raises(OSError) as e:
+        sc.read(fd, 8192)
+    assert e.value.errno == errno.EAGAIN
+    k.klog.log("second")
+    with pytest.raises(OSError) as e:
+        sc.read(fd, 4)
+    assert e.value.errno == errno.EINVAL          # too small for the record
+    assert sc.lseek(fd, 0, sc.SEEK_SET) == 0
+    assert sc.read(fd, 8192).endswith(b";first\n")
+    sc.lseek(fd, 0, sc.SEEK_END)
+    with pytest.raises(OSError):
+        sc.read(fd, 8192)
+    sc.close(fd)
 
 
 def test_a_failed_module_load_shows_what_the_kernel_said(fake_machine):
@@ -181,43 +184,31 @@ def test_a_failed_module_load_shows_what_the_kernel_said(fake_machine):
     assert "    virtio_blk: [" in report and said in report, report
 
 
-def test_step_and_after_keep_the_lines_for_the_stage_report(fake_machine):
-    m = fake_machine()
-    k = m.start()
-    try:
-        k._chardev("/dev/kmsg", 1, 11)
-        assert kernlog.mark()
-        k.klog.log("earlier in the stage")
-        pos = kernlog.step()
-        for i in range(60):                       # more than kernlog keeps: positions still line up
-            k.klog.log("load %d" % i)
-        assert [s.split("] ", 1)[1] for s in kernlog.after(pos)] == ["load 58", "load 59"]
-        lines, omitted = kernlog.since()
-        assert lines[-1].endswith("load 59") and omitted == 61 - len(lines)
-        assert kernlog.step() == 0 and kernlog.after(0) == []
-    finally:
-        kernlog.close()
-        m.stop()
+def test_step_and_after_keep_the_lines_for_the_stage_report(kmsg_kernel):
+    k = kmsg_kernel
+    assert kernlog.mark()
+    k.klog.log("earlier in the stage")
+    pos = kernlog.step()
+    for i in range(60):                       # more than kernlog keeps: positions still line up
+        k.klog.log("load %d" % i)
+    assert [s.split("] ", 1)[1] for s in kernlog.after(pos)] == ["load 58", "load 59"]
+    lines, omitted = kernlog.since()
+    assert lines[-1].endswith("load 59") and omitted == 61 - len(lines)
+    assert kernlog.step() == 0 and kernlog.after(0) == []
 
 
-def test_step_reads_nothing_and_after_sees_only_that_call(fake_machine):
+def test_step_reads_nothing_and_after_sees_only_that_call(kmsg_kernel):
     """step() is on every module load's path: it moves its own reader (one lseek), parses nothing; the stage's
     reader still gets every record for since()."""
-    m = fake_machine()
-    k = m.start()
-    try:
-        k._chardev("/dev/kmsg", 1, 11)
-        assert kernlog.mark()
-        k.klog.log("before the load")
-        kernlog.step()
-        assert kernlog._kept == []                 # nothing was read or parsed
-        k.klog.log("mpinit: our own line")
-        k.klog.log("virtio_blk: disagrees about version of symbol module_layout")
-        assert [s.split("] ", 1)[1] for s in kernlog.after(0)] == [
-            "virtio_blk: disagrees about version of symbol module_layout"]
-        lines, omitted = kernlog.since()
-        assert [s.split("] ", 1)[1] for s in lines] == [
-            "before the load", "virtio_blk: disagrees about version of symbol module_layout"] and omitted == 0
-    finally:
-        kernlog.close()
-        m.stop()
+    k = kmsg_kernel
+    assert kernlog.mark()
+    k.klog.log("before the load")
+    kernlog.step()
+    assert kernlog._kept == []                 # nothing was read or parsed
+    k.klog.log("mpinit: our own line")
+    k.klog.log("virtio_blk: disagrees about version of symbol module_layout")
+    assert [s.split("] ", 1)[1] for s in kernlog.after(0)] == [
+        "virtio_blk: disagrees about version of symbol module_layout"]
+    lines, omitted = kernlog.since()
+    assert [s.split("] ", 1)[1] for s in lines] == [
+        "before the load", "virtio_blk: disagrees about version of symbol module_layout"] and omitted == 0
