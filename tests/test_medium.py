@@ -76,8 +76,8 @@ def blockdev(monkeypatch):
 
     mod.find = find
     mod.scan = lambda announced=None: list(mod.devices)
-    mod.read_ahead = lambda devices, i: None
-    mod.drop_ahead = lambda: None
+    mod.search = lambda devices, want, every=False: [d for d in devices if want(d)] if every else next(
+        (d for d in devices if want(d)), None)
     mod.ensure_node = lambda d: None
     mod.node_errors = []
     mod.make_links = lambda devices, only_probed=False: None

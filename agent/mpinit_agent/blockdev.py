@@ -84,6 +84,23 @@ def drop_ahead():
     _ahead.clear()
 
 
+def search(devices, want, every=False):
+    """Probe devices in turn (the next ones read ahead) for want(device): the first that wants it (None: none), or
+    with every=True the list of all of them. What read_ahead() opened is closed however it ends."""
+    found = []
+    try:
+        for i in range(len(devices)):
+            read_ahead(devices, i)
+            d = devices[i]
+            if want(d):
+                if not every:
+                    return d
+                found.append(d)
+    finally:
+        drop_ahead()
+    return found if every else None
+
+
 def forget():
     """Drop every cached probe result (tests; a rescue-shell user who rewrote a disk)."""
     drop_ahead()
@@ -136,7 +153,7 @@ class Device:
     @property
     def size(self):
         if self._size is None:
-            self._size = _int(fsutil.read_text(SYS_BLOCK + "/" + self.name + "/size", "0")) * 512
+            self._size = _sysfs_size(self.name)
         return self._size
 
     @size.setter
@@ -230,6 +247,12 @@ def _int(text, default=0):
         return default
 
 
+def _sysfs_size(name):
+    """A block device's size in bytes: sysfs counts 512-byte sectors whatever the logical block size
+    (block/genhd.c disk_size_show / block/partitions/core.c part_size_show); 0 when unreadable."""
+    return _int(fsutil.read_text(SYS_BLOCK + "/" + name + "/size", "0")) * 512
+
+
 def _uevent(base):
     out = {}
     for line in fsutil.read_text(base + "/uevent", "").split("\n"):
@@ -321,7 +344,7 @@ def _new_device(name, ev, disks, by_name):
         return None  # vanished while we looked, or not a device directory
     size = None   # read when asked (Device.size)
     if name.startswith("loop"):
-        size = _int(fsutil.read_text(base + "/size", "0")) * 512
+        size = _sysfs_size(name)
         if not size:
             return None  # an unattached loop device: nothing to find there, and eight of them are noise in reports
     d = Device(name, devno, size, removable=None, ro=None)
@@ -382,7 +405,7 @@ def scan(announced=None):
         old = _devs.get(name)
         if old is not None:
             if old._size == 0:        # no medium when last asked (None: never asked, read when it is)
-                size = _int(fsutil.read_text(SYS_BLOCK + "/" + name + "/size", "0")) * 512
+                size = _sysfs_size(name)
                 if size:
                     old = None        # a medium was inserted: a new Device, probed afresh
         if old is not None:
@@ -564,18 +587,13 @@ def parse_spec(spec):
 
 
 def _match(key, value, devices):
-    for i in range(len(devices)):
-        read_ahead(devices, i)
-        d = devices[i]
+    def want(d):
         got = d.info.get(key)
         if got is None:
-            continue
-        if key in ("UUID", "PARTUUID"):
-            if got.lower() == value:
-                return d
-        elif got == value:
-            return d
-    return None
+            return False
+        return got.lower() == value if key in ("UUID", "PARTUUID") else got == value
+
+    return search(devices, want)
 
 
 def _match_part(key, value, devices):
@@ -597,13 +615,6 @@ def _match_part(key, value, devices):
 
 def find(spec, devices):
     """The first device (scan order: disks before partitions) matching spec, or None. ValueError for a bad spec."""
-    try:
-        return _find(spec, devices)
-    finally:
-        drop_ahead()
-
-
-def _find(spec, devices):
     key, value = parse_spec(spec)
     if key in ("PARTUUID", "PARTLABEL"):
         return _match_part(key, value, devices)
@@ -611,11 +622,7 @@ def _find(spec, devices):
         return _match(key, value, devices)
     if key == "CDLABEL":
         # dracut turns CDLABEL= into /dev/disk/by-label/: an iso9660 volume first, then any with that label.
-        iso = []
-        for i in range(len(devices)):
-            read_ahead(devices, i)
-            if devices[i].info.get("TYPE") == "iso9660":
-                iso.append(devices[i])
+        iso = search(devices, lambda d: d.info.get("TYPE") == "iso9660", every=True)
         return _match("LABEL", value, iso) or _match("LABEL", value, devices)
     if key == "PARTNROFF":
         base = _match_part("PARTUUID", value[0], devices)
@@ -642,7 +649,7 @@ def _find(spec, devices):
             return d
     parts = value.split("/")
     if len(parts) == 5 and parts[2] == "disk" and parts[3] in _BY:
-        return _find("%s=%s" % (_BY[parts[3]], parts[4]), devices)
+        return find("%s=%s" % (_BY[parts[3]], parts[4]), devices)
     try:
         target = sc.readlink(value)   # /dev/disk/by-id/..., /dev/mapper/..., /dev/root
     except OSError:

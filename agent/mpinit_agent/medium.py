@@ -39,21 +39,14 @@ def scan_order(devices):
     mountable filesystem or a squashfs."""
     from . import blockdev
 
+    def usable(d):
+        t = d.info.get("TYPE", "")
+        return t in _MOUNTABLE or t in IMAGE_TYPES
+
     first = []
     rest = []
-    try:
-        for i in range(len(devices)):
-            blockdev.read_ahead(devices, i)
-            d = devices[i]
-            t = d.info.get("TYPE", "")
-            if t not in _MOUNTABLE and t not in IMAGE_TYPES:
-                continue
-            if d.removable:
-                first.append(d)
-            else:
-                rest.append(d)
-    finally:
-        blockdev.drop_ahead()
+    for d in blockdev.search(devices, usable, every=True):
+        (first if d.removable else rest).append(d)
     return first + rest
 
 

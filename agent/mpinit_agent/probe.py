@@ -941,7 +941,9 @@ def reads(size):
     for off in _LUKS2_SECONDARY:
         if off >= _HEAD and off + 4096 <= size:
             out.append((off, 4096))
-    md = (size & ~0xFFFF) - 0x10000      # probe_more.linux_raid: md 0.90's superblock (md_p.h MD_NEW_SIZE_SECTORS)
+    from .probe_more import md0_offset
+
+    md = md0_offset(size)
     if md >= _HEAD:
         out.append((md, 4096))
     tail = size - _TAIL

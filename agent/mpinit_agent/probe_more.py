@@ -54,13 +54,19 @@ def _md1(d, off, out):
     return True
 
 
+def md0_offset(size):
+    """Where md 0.90's superblock sits on a member of size bytes: the last 64 KiB-aligned 64 KiB (md_p.h
+    MD_NEW_SIZE_SECTORS)."""
+    return (size & ~(_MD_RESERVED - 1)) - _MD_RESERVED
+
+
 def linux_raid(d, out):
     size = d.size
     if size is None or _tiny(d):
         return False
     ver = None
     if size > _MD_RESERVED:
-        r = _md0(d, (size & ~(_MD_RESERVED - 1)) - _MD_RESERVED)
+        r = _md0(d, md0_offset(size))
         if r:
             out["TYPE"] = "linux_raid_member"
             out["USAGE"] = "raid"
