@@ -132,19 +132,7 @@ class _Dev:
         if self.read(0, 1) is None:
             return False
         lim = _HEAD if self.size is None or self.size > _HEAD else self.size
-        if self.hlen != lim:
-            return False
-        # Zero when its first 4 KiB are and each next power-of-two span equals all before it: 7 compares in C
-        # for 132 KiB, not 33 (Python's per-compare cost dominates under TCG).
-        n = lim if lim < 4096 else 4096
-        if _hmv[0:n] != _zmv[:n]:
-            return False
-        while n < lim:
-            k = lim - n if lim - n < n else n
-            if _hmv[n:n + k] != _hmv[0:k]:
-                return False
-            n += k
-        return True
+        return self.hlen == lim and _zero(_hmv[:lim])
 
     def head(self, off, n):
         """[off, off+n) as a view of the head window when it lies inside it (any n), else None."""
@@ -154,14 +142,17 @@ class _Dev:
 
 
 def _zero(m):
-    """True when the memoryview m holds only zero bytes (compared 4 KiB at a time in C)."""
-    n = len(m)
-    off = 0
-    while off < n:
-        k = n - off if n - off < 4096 else 4096
-        if m[off:off + k] != _zmv[:k]:
+    """True when the memoryview m holds only zero bytes: its first 4 KiB are, and each next power-of-two span
+    equals all before it. 7 compares in C for 132 KiB, not 33 (Python's per-compare cost dominates under TCG)."""
+    lim = len(m)
+    n = lim if lim < 4096 else 4096
+    if m[0:n] != _zmv[:n]:
+        return False
+    while n < lim:
+        k = lim - n if lim - n < n else n
+        if m[n:n + k] != m[0:k]:
             return False
-        off += k
+        n += k
     return True
 
 
