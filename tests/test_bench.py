@@ -845,3 +845,86 @@ def test_mode_counts_per_side_for_the_notes():
                                         "busybox script HPET 1; C floor PIT 1.")
     assert run.mode_counts(recs, 2) == "Boots per TSC calibration mode, -smp 2: busybox script PIT 1."
     assert run.mode_counts(recs, 4) == ""
+
+
+# --- the 0.8x target within one TSC calibration mode --------------------------------------------------------
+
+def _records(side, mode, uptimes, hosts=None, cpus=1):
+    hosts = hosts if hosts is not None else [u + 0.1 for u in uptimes]
+    return [{"side": side, "cpus": cpus, "mode": mode, "uptime": u, "host": h} for u, h in zip(uptimes, hosts)]
+
+
+# Shaped like the run of 2026-11-30 01:48 UTC (uptimes, -smp 1): within each mode mpinit is below 0.8x busybox.
+_OURS_PIT, _OURS_HPET = [2.23, 2.30, 2.34, 2.63], [2.25, 2.27, 2.33]
+_PEER_PIT, _PEER_HPET = [2.88, 2.99, 3.04, 3.09, 3.13], [2.88, 2.90]
+
+
+def test_matched_ratio_is_the_weighted_mean_of_the_ratios_within_each_mode():
+    recs = (_records("ours", "PIT", _OURS_PIT) + _records("ours", "HPET", _OURS_HPET)
+            + _records("peer", "PIT", _PEER_PIT) + _records("peer", "HPET", _PEER_HPET)
+            + _records("ours", "PIT", [9.0], cpus=2))                         # another -smp: not counted
+    pit = statistics.median(_OURS_PIT) / statistics.median(_PEER_PIT)
+    hpet = statistics.median(_OURS_HPET) / statistics.median(_PEER_HPET)
+    want = (9 * pit + 5 * hpet) / 14
+    assert report.matched_ratio(recs, "uptime") == pytest.approx(want)
+    assert report.by_mode(recs, "ours", "uptime") == {"PIT": _OURS_PIT, "HPET": _OURS_HPET}
+    # a mode only one side booted in is left out; none in common: no ratio
+    assert report.matched_ratio(recs + _records("ours", "PM timer", [1.0]), "uptime") == pytest.approx(want)
+    assert report.matched_ratio(_records("ours", "PIT", [2.0]) + _records("peer", "HPET", [3.0]), "uptime") is None
+    assert report.matched_ratio(recs, "uptime", base="floor") is None
+
+
+def test_same_mode_rows_judge_the_target_on_both_clocks_and_can_fail():
+    def pair(recs):
+        up = report.ModeMatched("m", "within one mode", "s", target=Target("ratio", 0.8, "<= 0.8x"),
+                                records=recs, value_key="uptime")
+        host = report.ModeMatched("mh", "within one mode, host", "s", target=Target("ratio", 0.8, "<= 0.8x"),
+                                  records=recs, value_key="host")
+        up.joint.append(host)
+        host.joint.append(up)
+        return up, host
+
+    recs = (_records("ours", "PIT", [2.2, 2.3], [2.3, 2.4]) + _records("peer", "PIT", [3.0, 3.0], [3.1, 3.1])
+            + _records("ours", "HPET", [2.1], [2.5]) + _records("peer", "HPET", [2.8], [3.2]))
+    up, host = pair(recs)
+    assert up.verdict() == "yes" and host.verdict() == "yes"
+    # the same uptimes, but the host clock above 0.8x in the PIT boots: the target is missed on both rows
+    slow = [dict(r, host=r["host"] + 0.6) if r["side"] == "ours" and r["mode"] == "PIT" else r for r in recs]
+    up, host = pair(slow)
+    assert host.ratio() > 0.8 and up.verdict() == "no" and host.verdict() == "no"
+    # one side never measured: not judged
+    up, host = pair([r for r in recs if r["side"] == "ours"])
+    assert up.ratio() is None and up.verdict() == "n/a"
+
+
+def test_same_mode_row_shows_the_medians_per_mode_and_stays_out_of_the_chart():
+    recs = (_records("ours", "PIT", _OURS_PIT) + _records("ours", "HPET", _OURS_HPET)
+            + _records("peer", "PIT", _PEER_PIT) + _records("peer", "HPET", _PEER_HPET))
+    raw = Metric("live_root", "time to the live root", "s", ours=_OURS_PIT + _OURS_HPET,
+                 peer=_PEER_PIT + _PEER_HPET)
+    same = report.ModeMatched("live_root_matched", "time to the live root, within one TSC calibration mode", "s",
+                              target=Target("ratio", 0.8, "<= 0.8x busybox"), records=recs, value_key="uptime")
+    md = report.markdown([raw, same], {"title": "T"})
+    rows = {line.split("|")[1].strip(): line for line in md.split("\n") if line.startswith("| ")}
+    cells = [c.strip() for c in rows["time to the live root, within one TSC calibration mode"].split("|")[2:-1]]
+    assert cells[0] == "PIT %.3f s (n=4); HPET %.3f s (n=3)" % (statistics.median(_OURS_PIT),
+                                                                  statistics.median(_OURS_HPET))
+    assert cells[1] == "PIT 3.040 s (n=5); HPET 2.890 s (n=2)" and cells[2] == "-"
+    assert cells[3] == "%.2fx" % same.ratio() and cells[5:] == ["<= 0.8x busybox", "yes"]
+    assert "within one TSC" not in report.svg([raw, same]) and "time to the live root" in report.svg([raw, same])
+
+
+def test_the_target_of_the_plain_boots_sits_on_the_same_mode_rows(tmp_path):
+    run = _run_module()
+    args = run.parse_args(["--runs", "0"])
+    metrics, calib = [], []
+    run.run_boots(args, None, {}, tmp_path, metrics, [], toram=False, calib=calib)
+    keys = [m.key for m in metrics]
+    assert keys == ["live_root", "live_root_host", "live_root_matched", "live_root_host_matched", "time_in_init",
+                    "vmhwm"]
+    by = {m.key: m for m in metrics}
+    assert by["live_root"].target is None and by["live_root_host"].target is None
+    same, host = by["live_root_matched"], by["live_root_host_matched"]
+    assert same.target.value == 0.8 and host.target.value == 0.8 and same.joint == [host]
+    calib += _records("ours", "PIT", [2.0]) + _records("peer", "PIT", [3.0])   # filled while the boots run
+    assert same.ratio() == pytest.approx(2.0 / 3.0) and same.verdict() == "yes"

@@ -64,11 +64,67 @@ class Metric:
             if o is None:
                 return "n/a"
             return "yes" if o.median <= t.value else "no"
-        r = self.floor_ratio() if t.kind == "floor" else ratio(o, p)
+        r = self.floor_ratio() if t.kind == "floor" else self.ratio()
         if r is None:
             return "n/a"
         ok = r <= t.value if self.better == "lower" else r >= t.value
         return "yes" if ok else "no"
+
+
+def by_mode(records, side, key, cpus=1):
+    """{TSC calibration mode: [the figure `key` of each of the side's boots in it]} from the plain boots'
+    calibration records (bench/run.py record_clock: {"side", "cpus", "mode", "uptime", "host", ...})."""
+    out = {}
+    for r in records:
+        if r["side"] == side and r["cpus"] == cpus and r.get(key) is not None:
+            out.setdefault(r["mode"], []).append(r[key])
+    return out
+
+
+def matched_ratio(records, key, side="ours", base="peer", cpus=1):
+    """side / base compared within each TSC calibration mode: the ratio of the two medians in every mode both sides
+    booted in, averaged with the number of boots of both sides in that mode as weights. The mode is drawn at random
+    per boot, early in the kernel's set-up, before any init runs; it moves both clocks (a late calibration costs
+    real time and is missing from the guest's clock), so when it falls unevenly between the sides the medians over
+    all boots compare unlike boots. None when no mode has boots of both sides."""
+    mine, theirs = by_mode(records, side, key, cpus), by_mode(records, base, key, cpus)
+    total = weight = 0.0
+    for mode in mine:
+        if mode not in theirs:
+            continue
+        r = ratio(summarize(mine[mode]), summarize(theirs[mode]))
+        if r is None:
+            continue
+        w = len(mine[mode]) + len(theirs[mode])
+        total += w * r
+        weight += w
+    return total / weight if weight else None
+
+
+@dataclass
+class ModeMatched(Metric):
+    """A figure of the plain boots whose ratios are taken within each TSC calibration mode (matched_ratio()); its
+    cells give each side's medians per mode. The boots' values come from `records` (filled while the bench runs)."""
+    records: list = field(default_factory=list)
+    value_key: str = "uptime"
+    cpus: int = 1
+
+    def ratio(self):
+        return matched_ratio(self.records, self.value_key, "ours", "peer", self.cpus)
+
+    def floor_ratio(self):
+        return matched_ratio(self.records, self.value_key, "ours", "floor", self.cpus)
+
+    def cell(self, side):
+        """"PIT 2.320 s (n=4); HPET 2.270 s (n=3)", or None when the side has no boot with the figure."""
+        modes = by_mode(self.records, side, self.value_key, self.cpus)
+        if not modes:
+            return None
+        parts = []
+        for mode in sorted(modes, key=lambda m: (-len(modes[m]), m)):
+            s = summarize(modes[mode])
+            parts.append("%s %s (n=%d)" % (mode, fmt(s.median, self.unit), s.n))
+        return "; ".join(parts)
 
 
 def fmt(value, unit):
@@ -112,9 +168,12 @@ def markdown(metrics, meta) -> str:
         o, p = m.summaries()
         r, rf = m.ratio(), m.floor_ratio()
         f = summarize(m.floor)
-        floor = fmt_summary(f, m.unit, m.floor_failures) if (f is not None or m.floor_failures) else "-"
+        cells = [fmt_summary(o, m.unit, m.ours_failures), fmt_summary(p, m.unit, m.peer_failures),
+                 fmt_summary(f, m.unit, m.floor_failures) if (f is not None or m.floor_failures) else "-"]
+        if isinstance(m, ModeMatched):
+            cells = [m.cell(side) or "not measured" for side in ("ours", "peer")] + [m.cell("floor") or "-"]
         out.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
-            m.title, fmt_summary(o, m.unit, m.ours_failures), fmt_summary(p, m.unit, m.peer_failures), floor,
+            m.title, cells[0], cells[1], cells[2],
             "%.2fx" % r if r is not None else "-", "%.2fx" % rf if rf is not None else "-",
             m.target.text if m.target else "-", m.verdict()))
     out.append("")
@@ -152,7 +211,7 @@ def svg(metrics, title="mpinit vs busybox-script init") -> str:
     """A horizontal bar chart: per figure two bars (medians) scaled to the larger median or max of the row,
     whiskers from min to max, the value written at the bar's end. Figures with no data on either side are
     drawn with the text "not measured"."""
-    rows = [m for m in metrics]
+    rows = [m for m in metrics if not isinstance(m, ModeMatched)]  # per-mode figures: the all-boots rows draw them
     height = 70 + _ROW_H * len(rows) + 30
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" '
              'font-family="sans-serif" font-size="12">' % (_W, height, _W, height),
