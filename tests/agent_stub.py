@@ -261,7 +261,7 @@ class StubSys:
     def _no_net(self, *args):
         raise OSError(97, "no network in StubSys")
 
-    socket = bind = connect = sendto = recvfrom = recv_into = setsockopt = poll = bind_netlink = _no_net
+    socket = bind = connect = sendto = recvfrom = recv_into = recv_fill = setsockopt = poll = bind_netlink = _no_net
     if_hwaddr = if_flags = if_set_flags = if_set_addr = route_add = _no_net
 
 

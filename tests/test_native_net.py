@@ -29,6 +29,10 @@ BAD_INPUT = [
     ("L.recvfrom(0, -1)", "ValueError"),
     ("L.recv_into(-1, bytearray(4))", ("OSError", E.EBADF)),
     ("L.recv_into(0, b'immutable')", "TypeError"),
+    ("L.recv_fill(-1, bytearray(4), 1, 0)", ("OSError", E.EBADF)),
+    ("L.recv_fill(0, bytearray(4), 5, 0)", "ValueError"),
+    ("L.recv_fill(0, bytearray(4), 0, 0)", "ValueError"),
+    ("L.recv_fill(0, b'immutable', 1, 0)", "TypeError"),
     ("L.setsockopt(-1, L.SOL_SOCKET, L.SO_BROADCAST, 1)", ("OSError", E.EBADF)),
     ("L.setsockopt(L.socket(L.AF_INET, L.SOCK_DGRAM), L.SOL_SOCKET, L.SO_BINDTODEVICE, 'nosuchif0')",
      ("OSError", E.ENODEV)),
@@ -148,6 +152,50 @@ def test_tcp_on_loopback(runtime_binary):
 
         assert out == ["b'got ping\\n' %d" % (9 + len(payload)), hashlib.sha256(payload).hexdigest(),
                        "refused True"]
+    finally:
+        t.join(5)
+        srv.close()
+
+
+def test_recv_fill_waits_for_the_bytes_asked_for_and_tells_a_close_from_a_stall(runtime_binary):
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+
+    def serve():
+        import time
+
+        conn, _ = srv.accept()
+        with conn:
+            for i in range(3):              # 30000 bytes in three pieces, apart in time
+                conn.sendall(bytes([i]) * 10000)
+                time.sleep(0.05)
+            conn.recv(2)                    # "go": the client has seen a stall with nothing received
+            conn.sendall(b"12345")          # then 5 bytes and silence
+            conn.recv(3)                    # "end": then the close
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        out = run_ok(runtime_binary, """
+            import _linux as L
+            fd = L.socket(L.AF_INET, L.SOCK_STREAM, L.IPPROTO_TCP)
+            L.connect(fd, ('127.0.0.1', %d), 5000)
+            buf = bytearray(65536)
+            n = L.recv_fill(fd, buf, 30000, 5000)
+            print(n, buf[0], buf[10000], buf[29999])
+            try:
+                L.recv_fill(fd, buf, 10, 300)
+            except OSError as e:
+                print('stall', e.args[0] == L.ETIMEDOUT)
+            L.sendto(fd, b'go')
+            n = L.recv_fill(fd, buf, 10, 300)
+            print(n, bytes(buf[:-n]))
+            L.sendto(fd, b'end')
+            print(L.recv_fill(fd, buf, 10, 5000))
+            L.close(fd)
+            """ % port)
+        assert out == ["30000 0 1 2", "stall True", "-5 b'12345'", "0"]
     finally:
         t.join(5)
         srv.close()

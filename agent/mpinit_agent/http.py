@@ -14,18 +14,16 @@
 #   - timeouts: connect, the answer to a request and a stall in the body each give up after their own default
 #     (_CONNECT_MS, _HEAD_MS, _IDLE_MS), or all after `timeout_ms` when given (rd.live.http.timeout=);
 #   - errors name the URL and the HTTP status line.
-# The body goes through one preallocated buffer (recv_into + write, no per-read allocation), optionally into a
+# The body goes through one preallocated buffer (recv_fill + write, no per-read allocation), optionally into a
 # hash (the pinned or published digest, checked without reading the file again) and a progress line.
 #
-# Throughput: the loop costs a fixed amount per read (poll, recv_into, write, hash update, clock read), so it
-# pays to read many bytes per wake-up. A plain socket wakes for every segment that arrives (a few KiB at a time
-# on a virtual NIC); SO_RCVLOWAT (socket(7)) makes poll() and recv() wait until _LOWAT bytes are queued (or the
-# peer closed, or an error), so each pass moves tens of segments. It stays below half the default receive
-# buffer (tcp_rmem[1] = 128 KiB, Documentation/networking/ip-sysctl.rst): tcp_set_rcvlowat() in
-# net/ipv4/tcp.c grows sk_rcvbuf and clamps the advertised window to the low-water mark for a larger value,
-# which would throttle the sender. Near the end of a body of known length the mark drops to the bytes still
-# due, so the last read never waits for bytes that will not come (behind QEMU's guestfwd no close ever comes).
-# A stall mid-body leaves up to _LOWAT bytes unread in the socket; the resume's Range fetches them again.
+# Throughput: the body is received by syscalls.recv_fill(), which waits and takes what is queued at every wake-up
+# in C, as a blocking read loop does, and comes back once the buffer is full (or the body's last bytes are in): the
+# Python loop (write, hash update, progress) runs once per _BUF bytes, and the socket's receive queue stays short.
+# Measured on a 256 MiB download under TCG (bench, -smp 1): one recv_into per wake-up from Python 54 MB/s (0.5 s of
+# the guest's CPU in Python); SO_RCVLOWAT 64 KiB 50 MB/s (the queue grows to the mark before each read: 2.7 s of
+# softirq against 1.8 s); a 4 MiB SO_RCVBUF with it 42-45 MB/s. Near the end of a body of known length it waits for
+# the bytes still due only, never for bytes that will not come (behind QEMU's guestfwd no close ever comes).
 #
 # parse_head() and ChunkDecoder parse untrusted bytes: they raise only HttpError (tests/test_http.py fuzzes them).
 from micropython import const
@@ -34,8 +32,7 @@ from . import netconf
 from . import syscalls as sc
 from .failure import oserror_text
 
-_BUF = const(262144)         # the body buffer: a few low-water marks' worth, so one recv takes all that is queued
-_LOWAT = const(65536)        # SO_RCVLOWAT during a body (see the top of the file)
+_BUF = const(262144)         # the body buffer: received whole before the Python loop runs (see the top of the file)
 _MAX_HEAD = const(16384)
 _MAX_REDIRECTS = const(5)
 _RETRIES = const(4)          # attempts after a failed one without progress (5 in all, like before)
@@ -226,7 +223,7 @@ class Download:
         self.redirects = 0
         self.attempts = 0
         self.resumed = 0
-        self.reads = 0              # recv_into calls for body bytes (the loop's cost is per read: see the top)
+        self.reads = 0              # passes of the body loop, one per buffer received (see the top)
         self.tried = []             # one line per attempt that failed, for the failure report
         self.buf = None
         self._checked = False
@@ -378,6 +375,19 @@ class Download:
         except OSError as e:
             raise _Retry("receiving: %s" % oserror_text(e))
 
+    def _fill(self, fd, mv, want, out):
+        """syscalls.recv_fill() with the body's stall limit, writing to out as the bytes arrive (out < 0: not);
+        _Retry when nothing came or the connection failed, HttpError when writing failed."""
+        try:
+            return sc.recv_fill(fd, mv, want, self.idle_ms, out)
+        except OSError as e:
+            if out >= 0 and len(e.args) > 1 and e.args[1] == out:  # OSError(errno, out_fd): the write failed
+                raise HttpError("%s: writing %s: %s" % (self.url, self.path, oserror_text(OSError(e.args[0]))),
+                                self.url)
+            if e.args and e.args[0] == sc.ETIMEDOUT:
+                raise _Retry("no data for %d ms" % self.idle_ms)
+            raise _Retry("receiving: %s" % oserror_text(e))
+
     def _read_head(self, fd):
         """The response head, and the number of body bytes already read (left at the start of self.buf)."""
         got = bytearray()
@@ -398,13 +408,14 @@ class Download:
                 raise HttpError("%s: response head longer than %d bytes" % (self.url, _MAX_HEAD), self.url)
 
     def _write(self, out, piece):
+        """Count, hash and write a piece of the body (out < 0: recv_fill() has written it already)."""
         n = len(piece)
         if not n:
             return
         if self.total is not None and self.done + n > self.total:
             raise HttpError("%s: the server sent more than the %d bytes it announced" % (self.url, self.total),
                             self.url)
-        w = 0
+        w = n if out < 0 else 0
         while w < n:
             try:
                 w += sc.write(out, piece[w:] if w else piece)  # no slice object for the usual whole write
@@ -422,7 +433,11 @@ class Download:
         if length is not None:
             end = self.done + length
         pending = have
-        lowat = 0                   # the socket's SO_RCVLOWAT as we set it (0: not yet; 1: the kernel's default)
+        stalled = False
+        # A plain body is written by recv_fill() as it arrives; a chunked one is decoded here first. The head's
+        # read may hold the first body bytes, which are written here either way.
+        direct = out if decoder is None else -1
+        in_file = False
         while True:
             if pending:
                 data = mv[:pending]
@@ -435,17 +450,20 @@ class Download:
                 else:
                     if end is not None and self.done + len(data) > end:
                         data = data[:end - self.done]
-                    self._write(out, data)
+                    self._write(-1 if in_file else out, data)
             if end is not None and self.done >= end:
                 return
-            if decoder is None:
-                # Chunked bodies keep the default: their end is in the data, not a byte count we could wait for.
-                want = _LOWAT if end is None else min(_LOWAT, end - self.done)
-                if want < lowat or not lowat:
-                    lowat = _set_lowat(fd, want)
-            n = self._recv(fd, mv, self.idle_ms)
+            if stalled:
+                raise _Retry("no data for %d ms" % self.idle_ms)
+            # A chunked body's end is in the data, not a byte count we could wait for: take what comes.
+            want = 1 if decoder is not None else (_BUF if end is None else min(_BUF, end - self.done))
+            n = self._fill(fd, mv, want, direct)
             self.reads += 1
-            if n == 0:
+            in_file = direct >= 0
+            if n < 0:
+                n = -n
+                stalled = True      # the bytes that came before the stall are kept (the resume starts after them)
+            elif n == 0:
                 if decoder is None and end is None:
                     return  # neither length nor chunks: the body ends when the server closes
                 raise _Retry("the connection closed after %d of %s bytes" % (
@@ -469,12 +487,3 @@ class Download:
             line = "mpinit: %s: %d MiB %d.%d MB/s" % (self.label, self.done // _MiB, rate // 1000000,
                                                      (rate // 100000) % 10)
         _console("\r" + line, "\n" if final else "")
-
-
-def _set_lowat(fd, n):
-    """SO_RCVLOWAT = n; returns what is in force (1 when the kernel refused: plain reads, still correct)."""
-    try:
-        sc.setsockopt(fd, sc.SOL_SOCKET, sc.SO_RCVLOWAT, n)
-        return n
-    except OSError:
-        return 1

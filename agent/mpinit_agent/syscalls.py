@@ -61,6 +61,10 @@
 #   connect(fd, addr, timeout_ms)                        TCP connect, ETIMEDOUT after timeout_ms
 #   sendto(fd, data, addr=None) -> n                     None: on a connected socket; EPIPE, never SIGPIPE
 #   recvfrom(fd, n) -> (bytes, addr or None) / recv_into(fd, buf) -> n   0 / b"": the peer closed
+#   recv_fill(fd, buf, want, timeout_ms, out_fd=-1) -> n   receive until buf holds want bytes: n >= want; 0 <= n <
+#                                                        want the peer closed; n < 0 nothing for timeout_ms after -n
+#                                                        bytes; OSError(ETIMEDOUT) nothing at all; out_fd >= 0: each
+#                                                        piece also written there, OSError(errno, out_fd) (netsys.c)
 #   poll(fd, events, timeout_ms) -> revents              POLLIN and the kernel's POLLERR/POLLHUP; 0 after the timeout
 #   if_hwaddr(name) -> bytes(6) / if_flags(name) -> IFF_* (IFF_RUNNING = carrier)
 #   if_set_flags(name, flags) / if_set_addr(name, address, netmask)   OSError(errno, name) on failure
@@ -88,7 +92,7 @@ NAMES = (
     "umask", "access", "chroot", "chdir", "open", "close", "dup2", "read", "write", "ioctl", "setsid", "set_ctty",
     "spawn", "waitpid", "execv", "kill", "getpid", "exit", "load_module", "loop_attach", "loop_detach", "reboot",
     "sync", "statfs", "sysinfo", "uname", "copy_range", "strerror", "uptime_ms", "sleep_ms", "readline",
-    "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_hwaddr",
+    "socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "recv_fill", "setsockopt", "poll", "if_hwaddr",
     "if_flags", "if_set_flags", "if_set_addr", "route_add", "lseek", "bind_netlink",
     "copy_direct", "readahead",
 )

@@ -948,6 +948,7 @@ static const mp_rom_map_elem_t linux_module_globals_table[] = {
     { MP_ROM_QSTR(MP_QSTR_sendto), MP_ROM_PTR(&linux_sendto_obj) },
     { MP_ROM_QSTR(MP_QSTR_recvfrom), MP_ROM_PTR(&linux_recvfrom_obj) },
     { MP_ROM_QSTR(MP_QSTR_recv_into), MP_ROM_PTR(&linux_recv_into_obj) },
+    { MP_ROM_QSTR(MP_QSTR_recv_fill), MP_ROM_PTR(&linux_recv_fill_obj) },
     { MP_ROM_QSTR(MP_QSTR_setsockopt), MP_ROM_PTR(&linux_setsockopt_obj) },
     { MP_ROM_QSTR(MP_QSTR_poll), MP_ROM_PTR(&linux_poll_obj) },
     { MP_ROM_QSTR(MP_QSTR_if_hwaddr), MP_ROM_PTR(&linux_if_hwaddr_obj) },

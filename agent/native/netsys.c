@@ -233,6 +233,83 @@ static mp_obj_t linux_recv_into(mp_obj_t fd_in, mp_obj_t buf_in) {
 }
 MP_DEFINE_CONST_FUN_OBJ_2(linux_recv_into_obj, linux_recv_into);
 
+// recv_fill(fd, buf, want, timeout_ms, out_fd=-1) -> n: receive into the writable buffer until it holds `want`
+// bytes (at least 1, at most its length), the peer closes, or no byte arrives for timeout_ms (< 0: no limit).
+// Every wait is a poll(2) and every wake-up takes what is queued, as a blocking read loop (busybox wget) does, so
+// the socket's receive queue stays short; the caller runs once per buffer instead of once per wake-up. With
+// out_fd >= 0 each piece is also written to out_fd as it arrives (the file grows while the rest is on its way, the
+// TCP window stays open) and no more than `want` bytes are taken from the socket. Measured on a 256 MiB download
+// under TCG (bench, issue 14): a recv per wake-up from Python 54 MB/s; SO_RCVLOWAT 64 KiB 50 MB/s (the queue grows
+// to the mark before each read: 2.7 s of softirq against 1.8 s); this loop 52-54 MB/s, with out_fd 57-58 MB/s.
+//   n >= want        the buffer holds n bytes
+//   0 <= n < want    the peer closed after n bytes
+//   n < 0            nothing came for timeout_ms after -n bytes (the stall is the caller's to report)
+// OSError(ETIMEDOUT) when nothing came at all within timeout_ms; a socket error after some bytes returns them (it
+// is reported once: the next call sees the closed connection); OSError(errno, out_fd) when a write failed.
+static mp_obj_t linux_recv_fill(size_t n_args, const mp_obj_t *args) {
+    int fd = mp_obj_get_int(args[0]);
+    mp_buffer_info_t bufinfo;
+    mp_get_buffer_raise(args[1], &bufinfo, MP_BUFFER_WRITE);
+    mp_int_t want = mp_obj_get_int(args[2]);
+    int timeout_ms = mp_obj_get_int(args[3]);
+    int out_fd = n_args > 4 ? mp_obj_get_int(args[4]) : -1;
+    if (fd < 0) {
+        mp_raise_OSError(EBADF);  // poll(2) ignores a negative fd: without this it would wait for nothing
+    }
+    if (want < 1 || (size_t)want > bufinfo.len) {
+        mp_raise_ValueError(MP_ERROR_TEXT("want outside 1..len(buf)"));
+    }
+    char *buf = bufinfo.buf;
+    size_t limit = out_fd >= 0 ? (size_t)want : bufinfo.len;
+    size_t got = 0;
+    while (got < (size_t)want) {
+        struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+        int ready = poll(&p, 1, timeout_ms < 0 ? -1 : timeout_ms);
+        if (ready < 0) {
+            if (errno == EINTR) {
+                mp_handle_pending(true);
+                continue;
+            }
+            if (got) {
+                break;
+            }
+            mp_raise_OSError(errno);
+        }
+        if (ready == 0) {
+            if (got) {
+                return mp_obj_new_int(-(mp_int_t)got);
+            }
+            mp_raise_OSError(ETIMEDOUT);
+        }
+        ssize_t n = recv(fd, buf + got, limit - got, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
+                continue;  // readable by poll, taken by nobody else: a spurious wake-up
+            }
+            if (got) {
+                break;
+            }
+            mp_raise_OSError(errno);
+        }
+        if (n == 0) {
+            break;
+        }
+        for (ssize_t w = 0; out_fd >= 0 && w < n;) {
+            ssize_t k = write(out_fd, buf + got + w, (size_t)(n - w));
+            if (k < 0 && errno == EINTR) {
+                continue;
+            }
+            if (k <= 0) {
+                raise_errno_path(k < 0 ? errno : EIO, MP_OBJ_NEW_SMALL_INT(out_fd));
+            }
+            w += k;
+        }
+        got += (size_t)n;
+    }
+    return mp_obj_new_int((mp_int_t)got);
+}
+MP_DEFINE_CONST_FUN_OBJ_VAR_BETWEEN(linux_recv_fill_obj, 4, 5, linux_recv_fill);
+
 // setsockopt(fd, level, option, value): value an int, or str/bytes passed as they are (SO_BINDTODEVICE takes
 // an interface name, socket(7)).
 static mp_obj_t linux_setsockopt(size_t n_args, const mp_obj_t *args) {

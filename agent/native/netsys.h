@@ -14,6 +14,7 @@ MP_DECLARE_CONST_FUN_OBJ_3(linux_connect_obj);
 MP_DECLARE_CONST_FUN_OBJ_VAR_BETWEEN(linux_sendto_obj);
 MP_DECLARE_CONST_FUN_OBJ_2(linux_recvfrom_obj);
 MP_DECLARE_CONST_FUN_OBJ_2(linux_recv_into_obj);
+MP_DECLARE_CONST_FUN_OBJ_VAR_BETWEEN(linux_recv_fill_obj);
 MP_DECLARE_CONST_FUN_OBJ_VAR_BETWEEN(linux_setsockopt_obj);
 MP_DECLARE_CONST_FUN_OBJ_3(linux_poll_obj);
 MP_DECLARE_CONST_FUN_OBJ_1(linux_if_hwaddr_obj);

@@ -1,6 +1,6 @@
 """The fake machine's network: NICs, a DHCP server, a DNS resolver and HTTP servers behind the socket and interface
-calls of `mpinit_agent.syscalls` (socket, bind, connect, sendto, recvfrom, recv_into, setsockopt, poll, if_*,
-route_add).
+calls of `mpinit_agent.syscalls` (socket, bind, connect, sendto, recvfrom, recv_into, recv_fill, setsockopt, poll,
+if_*, route_add).
 
 The servers are written here from the RFCs, independently of the agent's own client code (dhcp.py, dns.py,
 http.py), so a fake-machine boot checks one implementation against another. Everything is synchronous and on the
@@ -365,7 +365,8 @@ class _Sock:
 class FakeNet:
     """The network state of one fake machine; FakeKernel exposes its syscall methods (SYSCALLS)."""
 
-    SYSCALLS = ("socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "setsockopt", "poll", "if_hwaddr",
+    SYSCALLS = ("socket", "bind", "connect", "sendto", "recvfrom", "recv_into", "recv_fill", "setsockopt", "poll",
+                "if_hwaddr",
                 "if_flags", "if_set_flags", "if_set_addr", "route_add", "bind_netlink")
 
     def __init__(self):
@@ -649,6 +650,45 @@ class FakeNet:
         buf[:n] = s.response[s.sent:s.sent + n]
         s.sent += n
         return n
+
+    def recv_fill(self, fd, buf, want, timeout_ms, out_fd=-1):
+        """netsys.c recv_fill(): poll and take what is queued until buf holds `want` bytes, the peer closes (n <
+        want), or nothing comes for timeout_ms (-n after n bytes; ETIMEDOUT after none); with out_fd >= 0 every
+        piece is written there too and at most `want` bytes are taken; OSError(errno, out_fd) when that write
+        fails. The writes go through syscalls.write(), as the native loop's write(2) calls: they are recorded and
+        a fault injected on "write" fires in them."""
+        from mpinit_agent import syscalls as sc
+
+        if fd < 0:
+            raise _oserror(errno.EBADF)
+        if not 1 <= want <= len(buf):
+            raise ValueError("want outside 1..len(buf)")
+        mv = memoryview(buf)
+        limit = want if out_fd >= 0 else len(buf)
+        got = 0
+        while got < want:
+            if not self.poll(fd, abi.POLLIN, timeout_ms):
+                if got:
+                    return -got
+                raise _oserror(errno.ETIMEDOUT)
+            try:
+                n = self.recv_into(fd, mv[got:limit])
+            except OSError as e:
+                if e.errno == errno.EAGAIN:
+                    continue
+                if got:
+                    return got
+                raise
+            if n == 0:
+                return got
+            w = 0
+            while out_fd >= 0 and w < n:
+                try:
+                    w += sc.write(out_fd, bytes(mv[got + w:got + n]))
+                except OSError as e:
+                    raise OSError(e.errno, out_fd) from None
+            got += n
+        return got
 
     @staticmethod
     def _end(s):
