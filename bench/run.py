@@ -752,6 +752,16 @@ def phase_table(stages):
     return lines
 
 
+def measured(m):
+    """Did the run give this figure on both sides, without a failed run? The same-mode rows (report.ModeMatched)
+    take their figures from the calibration records: they count when a ratio came out of them."""
+    if m.ours_failures or m.peer_failures or m.floor_failures:
+        return False
+    if isinstance(m, ModeMatched):
+        return m.ratio() is not None
+    return bool(m.ours and m.peer)
+
+
 def mode_counts(calib, cpus):
     """"Boots per TSC calibration mode, -smp N: mpinit PIT 4, HPET 1; ..." from the plain boots' records."""
     labels = (("ours", "mpinit"), ("peer", "busybox script"), ("floor", "C floor"))
@@ -828,8 +838,7 @@ def main(argv=None):
             m.note += " The 0.4x target's arithmetic (R + M against B + M) is in its own section below."
         if m.key in ("live_root", "live_root_smp2") and calib:
             m.note += " " + mode_counts(calib, 1 if m.key == "live_root" else 2)
-    complete = all(m.ours and m.peer and not m.ours_failures and not m.peer_failures and not m.floor_failures
-                   for m in metrics) and not args.no_boot and not args.only and not failures
+    complete = all(measured(m) for m in metrics) and not args.no_boot and not args.only and not failures
     command = "python3 build.py bench" + (" -- " + shlex.join(args.argv) if args.argv else "")
     status = ("Complete run: every figure measured on both sides%s." % (
         " (with the workaround described under Method)" if args.ours_preload else "") if complete else

@@ -926,5 +926,7 @@ def test_the_target_of_the_plain_boots_sits_on_the_same_mode_rows(tmp_path):
     assert by["live_root"].target is None and by["live_root_host"].target is None
     same, host = by["live_root_matched"], by["live_root_host_matched"]
     assert same.target.value == 0.8 and host.target.value == 0.8 and same.joint == [host]
+    assert not run.measured(same)       # no boot yet: an incomplete run
     calib += _records("ours", "PIT", [2.0]) + _records("peer", "PIT", [3.0])   # filled while the boots run
     assert same.ratio() == pytest.approx(2.0 / 3.0) and same.verdict() == "yes"
+    assert run.measured(same) and not run.measured(by["live_root"])   # that one has no boots in its own lists

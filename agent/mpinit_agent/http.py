@@ -22,8 +22,9 @@
 # Python loop (write, hash update, progress) runs once per _BUF bytes, and the socket's receive queue stays short.
 # Measured on a 256 MiB download under TCG (bench, -smp 1): one recv_into per wake-up from Python 54 MB/s (0.5 s of
 # the guest's CPU in Python); SO_RCVLOWAT 64 KiB 50 MB/s (the queue grows to the mark before each read: 2.7 s of
-# softirq against 1.8 s); a 4 MiB SO_RCVBUF with it 42-45 MB/s. Near the end of a body of known length it waits for
-# the bytes still due only, never for bytes that will not come (behind QEMU's guestfwd no close ever comes).
+# softirq against 1.8 s); a 4 MiB SO_RCVBUF with it 42-45 MB/s; recv_fill 52-54 MB/s, and 58-59 MB/s when it also
+# writes each piece to the file as it arrives (busybox wget: 58-61 MB/s). Near the end of a body of known length it
+# waits for the bytes still due only, never for bytes that will not come (behind QEMU's guestfwd no close comes).
 #
 # parse_head() and ChunkDecoder parse untrusted bytes: they raise only HttpError (tests/test_http.py fuzzes them).
 from micropython import const
