@@ -34,6 +34,7 @@ from . import syscalls as sc
 from .failure import oserror_text
 
 _BUF = const(262144)         # the body buffer: received whole before the Python loop runs (see the top of the file)
+_STALL = "no data for %d ms"   # the body's stall limit ran out (_IDLE_MS, or timeout_ms)
 _MAX_HEAD = const(16384)
 _MAX_REDIRECTS = const(5)
 _RETRIES = const(4)          # attempts after a failed one without progress (5 in all, like before)
@@ -367,26 +368,20 @@ class Download:
             self._checked = True
             self.check_size(total)
 
-    def _recv(self, fd, mv, timeout_ms, what="no data for %d ms"):
-        """recv_into with a timeout; 0 at EOF; _Retry on a timeout or a reset."""
+    def _fill(self, fd, mv, want, out=-1, timeout_ms=None, what=_STALL):
+        """syscalls.recv_fill() with a timeout (default: the body's stall limit), writing to out as the bytes
+        arrive (out < 0: not); 0 at EOF; _Retry (`what`) when nothing came or the connection failed, HttpError when
+        writing failed."""
+        if timeout_ms is None:
+            timeout_ms = self.idle_ms
         try:
-            if not sc.poll(fd, sc.POLLIN, timeout_ms):
-                raise _Retry(what % timeout_ms)
-            return sc.recv_into(fd, mv)
-        except OSError as e:
-            raise _Retry("receiving: %s" % oserror_text(e))
-
-    def _fill(self, fd, mv, want, out):
-        """syscalls.recv_fill() with the body's stall limit, writing to out as the bytes arrive (out < 0: not);
-        _Retry when nothing came or the connection failed, HttpError when writing failed."""
-        try:
-            return sc.recv_fill(fd, mv, want, self.idle_ms, out)
+            return sc.recv_fill(fd, mv, want, timeout_ms, out)
         except OSError as e:
             if out >= 0 and len(e.args) > 1 and e.args[1] == out:  # OSError(errno, out_fd): the write failed
                 raise HttpError("%s: writing %s: %s" % (self.url, self.path, oserror_text(OSError(e.args[0]))),
                                 self.url)
             if e.args and e.args[0] == sc.ETIMEDOUT:
-                raise _Retry("no data for %d ms" % self.idle_ms)
+                raise _Retry(what % timeout_ms)
             raise _Retry("receiving: %s" % oserror_text(e))
 
     def _read_head(self, fd):
@@ -394,7 +389,7 @@ class Download:
         got = bytearray()
         mv = memoryview(self.buf)
         while True:
-            n = self._recv(fd, mv, self.head_ms, "no answer within %d ms")
+            n = self._fill(fd, mv, 1, timeout_ms=self.head_ms, what="no answer within %d ms")
             if n == 0:
                 if got:
                     raise _Retry("the server closed the connection inside the response head")
@@ -455,7 +450,7 @@ class Download:
             if end is not None and self.done >= end:
                 return
             if stalled:
-                raise _Retry("no data for %d ms" % self.idle_ms)
+                raise _Retry(_STALL % self.idle_ms)
             # A chunked body's end is in the data, not a byte count we could wait for: take what comes.
             want = 1 if decoder is not None else (_BUF if end is None else min(_BUF, end - self.done))
             n = self._fill(fd, mv, want, direct)
